@@ -1,0 +1,3 @@
+"""recsys: embeddings for recommender systems in PyTorch."""
+
+__version__ = "0.1.0"
