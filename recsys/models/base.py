@@ -1,0 +1,54 @@
+"""The contract every recommender implements, so trainer and evaluator never special-case a model."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor, nn
+
+if TYPE_CHECKING:
+    from recsys.data.interactions import Interactions
+
+
+class Recommender(nn.Module):
+    """Base class of all recommenders.
+
+    A model implements up to three methods:
+
+    - ``prepare(train)``: statistics or closed-form solutions from the training split
+      (popularity counts, ALS, EASE). Default: nothing.
+    - ``loss(batch)``: scalar training loss on one batch (a dict of tensors). Only models
+      trained by gradient descent implement it; ``trainable`` tells which.
+    - ``score_users(users, history)``: scores of every item for each user, ``(B, N)``, higher is
+      better. ``history`` holds the interactions known at evaluation time (what sequential
+      models read); the evaluator masks seen items itself.
+    """
+
+    def prepare(self, train: Interactions) -> None:
+        """Learn statistics or closed-form parameters from the training split."""
+
+    def loss(self, batch: dict[str, Tensor]) -> Tensor:
+        raise NotImplementedError(f"{type(self).__name__} is not trained by gradient descent")
+
+    def score_users(self, users: Tensor, history: Interactions) -> Tensor:
+        raise NotImplementedError
+
+    def forward(self, batch: dict[str, Tensor]) -> Tensor:
+        """The training loss; ``forward`` so that DistributedDataParallel hooks run."""
+        return self.loss(batch)
+
+    @property
+    def trainable(self) -> bool:
+        """True when the model defines a loss and has parameters to train."""
+        return type(self).loss is not Recommender.loss and any(
+            p.requires_grad for p in self.parameters()
+        )
+
+    @property
+    def device(self) -> torch.device:
+        for tensor in self.parameters():
+            return tensor.device
+        for tensor in self.buffers():
+            return tensor.device
+        return torch.device("cpu")
