@@ -1,0 +1,1 @@
+"""Side-by-side benchmarks and the result tables they print."""

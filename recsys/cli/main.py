@@ -1,0 +1,31 @@
+"""``recsys`` / ``python -m recsys``: ``train [overrides]`` (the default) or ``bench NAME [args]``."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+BENCHMARKS = {
+    "data": "recsys.benchmarks.data_pipeline",
+}
+
+USAGE = """usage: recsys [train] [hydra overrides ...]     train and evaluate (see `recsys train --help`)
+       recsys bench {%s} [args ...]      run a benchmark and print its table""" % ",".join(BENCHMARKS)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else list(argv)
+    if args and args[0] in ("-h", "--help") and len(args) == 1:
+        print(USAGE)
+        return
+    if args and args[0] == "bench":
+        if len(args) < 2 or args[1] not in BENCHMARKS:
+            print(f"error: unknown benchmark {args[1] if len(args) > 1 else '(none)'}; choose one of: {', '.join(BENCHMARKS)}", file=sys.stderr)
+            raise SystemExit(2)
+        module = importlib.import_module(BENCHMARKS[args[1]])
+        raise SystemExit(module.main(args[2:]))
+    if args and args[0] == "train":
+        args = args[1:]
+    from recsys.cli.train import main as train
+
+    train(args)

@@ -1,0 +1,57 @@
+"""``recsys-train``: Hydra entry point. Bad input exits with code 2, one clear message, no run dir left."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from recsys.cli.config_dir import config_dir
+from recsys.cli.experiment import results_table, run_experiment
+from recsys.errors import RecsysError
+
+USAGE_ERROR = 2
+
+
+def _run(cfg: DictConfig) -> None:
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    try:
+        summary = run_experiment(cfg, run_dir)
+    except RecsysError as error:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(USAGE_ERROR) from None
+    print(
+        f"\n{summary['model']} on {summary['dataset']} ({summary['num_users']:,} users, {summary['num_items']:,} items), "
+        f"best epoch {summary['best_epoch']}, trained in {summary['train_seconds']:.1f} s"
+    )
+    print(results_table(summary))
+    print(f"run directory: {run_dir}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run ``recsys-train [overrides]``; ``argv`` defaults to the command line."""
+    if argv is not None:
+        sys.argv = [sys.argv[0], *argv]
+    started = []
+
+    def task(cfg: DictConfig) -> None:
+        started.append(True)
+        _run(cfg)
+
+    entry = hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="train")(task)
+    try:
+        entry()
+    except SystemExit as exit_:
+        # Hydra reports config errors (unknown key, group or option) itself and exits 1 before the task.
+        if exit_.code == 1 and not started:
+            raise SystemExit(USAGE_ERROR) from None
+        raise
+
+
+if __name__ == "__main__":
+    main()

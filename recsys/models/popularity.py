@@ -1,0 +1,40 @@
+"""Popularity baseline: every user gets the items with the most training interactions."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor
+
+from recsys.errors import ConfigError
+from recsys.models.base import Recommender
+
+if TYPE_CHECKING:
+    from recsys.data.interactions import Interactions
+
+
+class Popularity(Recommender):
+    """Scores each item by its number of training interactions.
+
+    >>> model = Popularity(num_items=3)
+    >>> model.item_counts.copy_(torch.tensor([5.0, 1.0, 3.0]))
+    tensor([5., 1., 3.])
+    >>> model.score_users(torch.tensor([0, 1]), history=None)
+    tensor([[5., 1., 3.],
+            [5., 1., 3.]])
+    """
+
+    def __init__(self, num_items: int) -> None:
+        super().__init__()
+        if num_items <= 0:
+            raise ConfigError(f"num_items must be positive, got {num_items}", where="Popularity")
+        self.num_items = num_items
+        self.register_buffer("item_counts", torch.zeros(num_items))
+
+    def prepare(self, train: Interactions) -> None:
+        counts = torch.bincount(train.item_index, minlength=self.num_items)
+        self.item_counts.copy_(counts.to(self.item_counts))
+
+    def score_users(self, users: Tensor, history: Interactions | None) -> Tensor:
+        return self.item_counts.unsqueeze(0).repeat(users.shape[0], 1)  # (B, N)

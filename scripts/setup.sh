@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Create .venv and install recsys into it (editable), with optional extras: bash scripts/setup.sh [dev|bench|dev,bench]
+# Installs PyTorch 2.13.0 first when the venv has no torch (a CPU build where one is available locally),
+# so pip does not pull the newest multi-GB CUDA build for a plain `torch` requirement.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+extras="${1:-}"
+python="${PYTHON:-python3}"
+[ -x .venv/bin/python ] || "$python" -m venv .venv
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+if ! .venv/bin/python -c "import torch" 2>/dev/null; then
+  echo "setup: installing torch==2.13.0" >&2
+  .venv/bin/python -m pip install -q "torch==2.13.0"
+fi
+target="."
+[ -n "$extras" ] && target=".[$extras]"
+echo "setup: installing recsys${extras:+ with extras [$extras]}" >&2
+.venv/bin/python -m pip install -q -e "$target"
