@@ -1,0 +1,26 @@
+"""Training: the Trainer, devices, checkpoints, metric loggers and data-parallel helpers."""
+
+from recsys.training.checkpoint import load_checkpoint, save_checkpoint
+from recsys.training.device import resolve_device
+from recsys.training.distributed import destroy_distributed, is_distributed, is_main_process, rank, world_size
+from recsys.training.loggers import CSVLogger, TensorBoardLogger
+from recsys.training.seed import seed_everything
+from recsys.training.trainer import FitResult, NonFiniteLossError, Trainer, clip_grad_norm
+
+__all__ = [
+    "CSVLogger",
+    "FitResult",
+    "NonFiniteLossError",
+    "TensorBoardLogger",
+    "Trainer",
+    "clip_grad_norm",
+    "destroy_distributed",
+    "is_distributed",
+    "is_main_process",
+    "load_checkpoint",
+    "rank",
+    "resolve_device",
+    "save_checkpoint",
+    "seed_everything",
+    "world_size",
+]

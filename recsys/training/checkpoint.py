@@ -1,0 +1,187 @@
+"""Checkpoints: atomic writes, weights-only loads with errors that say how to fix them, and what a
+training run saves to be resumed exactly."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import tempfile
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import IO, Any
+
+import torch
+from torch import nn
+
+from recsys.errors import CheckpointError
+
+log = logging.getLogger(__name__)
+
+#: Keys every checkpoint holds; the trainer's own checkpoints hold :data:`TRAINER_KEYS` too.
+MODEL_KEYS: tuple[str, ...] = ("model",)
+TRAINER_KEYS: tuple[str, ...] = ("model", "optimizer", "epoch", "best_epoch", "best_metrics", "history")
+
+
+def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> None:
+    """Call ``write(file)`` on a temporary file beside ``path``, then rename it onto ``path``.
+
+    Readers see the old file or the new one, never half of one; on failure the temporary file
+    is removed and ``path`` is left as it was.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as file:
+            write(file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
+    """Write ``state`` (tensors, dicts, lists, numbers, strings) to ``path`` atomically.
+
+    >>> import tempfile, pathlib
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "checkpoint.pt"
+    >>> save_checkpoint(path, {"model": {"w": torch.ones(2)}, "epoch": 3})
+    >>> load_checkpoint(path)["epoch"]
+    3
+    """
+    atomic_write(path, lambda file: torch.save(state, file))
+
+
+def load_checkpoint(
+    path: str | Path, map_location: str | torch.device | None = "cpu", *, required: Iterable[str] = MODEL_KEYS
+) -> dict[str, Any]:
+    """Load a checkpoint written by :func:`save_checkpoint` with ``torch.load(weights_only=True)``.
+
+    Raises :class:`CheckpointError` when the file is missing, corrupt or truncated, holds
+    anything but weights-only types, or lacks one of the ``required`` keys.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(
+            "checkpoint not found",
+            where=str(path),
+            fix="check the path; the trainer writes run_dir/checkpoint.pt (best) "
+            "and run_dir/last.pt (to resume)",
+        )
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as error:  # torch raises many types for damaged files
+        raise CheckpointError(
+            f"checkpoint is corrupt, truncated or not weights-only ({type(error).__name__}: {error})",
+            where=str(path),
+            fix="delete it and train again, or resume from another checkpoint (e.g. last.pt)",
+        ) from error
+    if not isinstance(state, dict):
+        raise CheckpointError(
+            f"checkpoint holds a {type(state).__name__}, expected a dict",
+            where=str(path),
+            fix="save checkpoints with recsys.training.save_checkpoint",
+        )
+    missing = [key for key in required if key not in state]
+    if missing:
+        raise CheckpointError(
+            f"checkpoint lacks keys {missing} (it has {sorted(map(str, state))})",
+            where=str(path),
+            fix="pass a checkpoint written by recsys.training.Trainer (run_dir/last.pt to resume)",
+        )
+    return state
+
+
+def _random_states(device: torch.device, batches: Any = None) -> dict[str, Any]:
+    """Global torch (and CUDA) RNG states, plus the batch iterable's: its ``state_dict()`` if it
+    has one, else the state of its ``generator`` attribute; keys ``"rng"`` and ``"batches"``."""
+    state: dict[str, Any] = {"rng": {"torch": torch.get_rng_state()}}
+    if device.type == "cuda":
+        state["rng"]["cuda"] = torch.cuda.get_rng_state(device)
+    if hasattr(batches, "state_dict") and hasattr(batches, "load_state_dict"):
+        state["batches"] = batches.state_dict()
+    elif isinstance(getattr(batches, "generator", None), torch.Generator):
+        state["batches"] = {"generator": batches.generator.get_state()}
+    return state
+
+
+def _restore_random_states(state: dict[str, Any], device: torch.device, batches: Any = None) -> None:
+    """Put back what :func:`_random_states` captured (keys absent from ``state`` are skipped)."""
+    rng = state.get("rng", {})
+    if "torch" in rng:
+        torch.set_rng_state(rng["torch"].cpu())
+    if "cuda" in rng and device.type == "cuda":
+        torch.cuda.set_rng_state(rng["cuda"].cpu(), device)
+    if "batches" in state:
+        if hasattr(batches, "load_state_dict"):
+            batches.load_state_dict(state["batches"])
+        elif isinstance(getattr(batches, "generator", None), torch.Generator):
+            batches.generator.set_state(state["batches"]["generator"].cpu())
+
+
+@dataclass
+class RunState:
+    """Where a training run stands: saved in every trainer checkpoint beside weights and optimizer.
+
+    ``epoch`` counts completed epochs; ``evals_since_best`` is the early-stopping counter;
+    ``best_checkpoint`` is the file holding the best weights, if any.
+    """
+
+    epoch: int = 0
+    best_epoch: int = 0
+    best_value: float | None = None
+    best_metrics: dict[str, float] = field(default_factory=dict)
+    history: list[dict[str, float]] = field(default_factory=list)
+    evals_since_best: int = 0
+    best_checkpoint: str | None = None
+
+
+def training_state(
+    run: RunState,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler | None = None,
+    batches: Any = None,
+) -> dict[str, Any]:
+    """A weights-only-safe checkpoint of a run: model, optimizer, grad scaler, :class:`RunState`
+    fields, and RNG states (global torch/CUDA and the batch iterable's)."""
+    device = next(iter(model.parameters()), torch.empty(0)).device
+    return {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scaler": scaler.state_dict() if scaler is not None else {},
+        **asdict(run),
+        **_random_states(device, batches),
+    }
+
+
+def resume_training(
+    path: str | Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler | None = None,
+    batches: Any = None,
+) -> RunState:
+    """Load what :func:`training_state` saved into ``model``, ``optimizer``, ``scaler``, the RNGs and
+    ``batches``; return the run's :class:`RunState`."""
+    device = next(iter(model.parameters()), torch.empty(0)).device
+    state = load_checkpoint(path, map_location=device, required=TRAINER_KEYS)
+    try:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+    except (RuntimeError, ValueError, KeyError) as error:
+        raise CheckpointError(
+            f"checkpoint does not match this model or optimizer ({error})",
+            where=str(path),
+            fix="resume with the same model and optimizer configuration that wrote the checkpoint",
+        ) from error
+    if scaler is not None and scaler.is_enabled() and state.get("scaler"):
+        scaler.load_state_dict(state["scaler"])
+    _restore_random_states(state, device, batches)
+    log.info("resumed from %s after epoch %d", path, state["epoch"])
+    return RunState(**{f.name: state[f.name] for f in fields(RunState) if f.name in state})

@@ -1,0 +1,148 @@
+"""Data-parallel training under ``torchrun``: process group, model wrapping, batch sharding.
+
+Nothing here changes model code: :class:`~torch.nn.parallel.DistributedDataParallel` calls
+``Recommender.forward``, which is the loss, so its gradient hooks run.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+
+def _env_world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def is_distributed() -> bool:
+    """True inside an initialized process group of more than one process."""
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def rank() -> int:
+    """This process's rank (0 when not distributed)."""
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+def world_size() -> int:
+    """Number of processes (1 when not distributed)."""
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def is_main_process() -> bool:
+    """True on rank 0, the process that validates, logs and saves.
+
+    >>> is_main_process()
+    True
+    """
+    return rank() == 0
+
+
+def init_distributed(device: torch.device) -> torch.device:
+    """Join the process group described by ``torchrun``'s environment when ``WORLD_SIZE > 1``.
+
+    Uses nccl on CUDA (one GPU per process, taken from ``LOCAL_RANK``) and gloo otherwise;
+    returns the device this process trains on. Does nothing when already initialized or alone.
+    """
+    if device.type == "cuda" and "LOCAL_RANK" in os.environ and _env_world_size() > 1:
+        device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
+        torch.cuda.set_device(device)
+    if _env_world_size() > 1 and dist.is_available() and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return device
+
+
+def wrap_model(model: nn.Module, device: torch.device) -> nn.Module:
+    """``model`` wrapped in DistributedDataParallel when distributed, else ``model`` itself."""
+    if not is_distributed():
+        return model
+    device_ids = (
+        [device.index if device.index is not None else torch.cuda.current_device()]
+        if device.type == "cuda"
+        else None
+    )
+    return nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+
+
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """The module inside a DistributedDataParallel wrapper (or ``model`` itself)."""
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
+
+class EveryNth:
+    """Batches ``rank, rank + n, rank + 2n, ...`` of ``batches``, dropping an incomplete last round
+    so every rank takes the same number of steps (uneven counts would hang the gradient all-reduce).
+
+    >>> list(EveryNth(range(7), rank=1, world_size=3))
+    [1, 4]
+    """
+
+    def __init__(self, batches: Iterable[Any], rank: int, world_size: int) -> None:
+        self.batches, self.rank, self.world_size = batches, rank, world_size
+
+    def set_epoch(self, epoch: int) -> None:
+        if hasattr(self.batches, "set_epoch"):
+            self.batches.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return len(self.batches) // self.world_size  # type: ignore[arg-type]
+
+    def __iter__(self) -> Iterator[Any]:
+        for index, batch in enumerate(self.batches):
+            if index % self.world_size == self.rank:
+                mine = batch
+            if index % self.world_size == self.world_size - 1:
+                yield mine
+
+
+def shard_batches(batches: Iterable[Any]) -> Iterable[Any]:
+    """This rank's share of ``batches``: ``batches.shard(rank, world_size)`` when it has one
+    (its return value, or ``batches`` itself if it shards in place), else :class:`EveryNth`."""
+    if not is_distributed():
+        return batches
+    if hasattr(batches, "shard"):
+        sharded = batches.shard(rank(), world_size())
+        return batches if sharded is None else sharded
+    return EveryNth(batches, rank(), world_size())
+
+
+def broadcast_object(value: Any, src: int = 0) -> Any:
+    """``value`` as held by rank ``src``, on every rank (a no-op when not distributed)."""
+    if not is_distributed():
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=src)
+    return box[0]
+
+
+def broadcast_module(module: nn.Module, src: int = 0) -> None:
+    """Copy every parameter and buffer of ``module`` from rank ``src`` to all ranks, in place."""
+    if not is_distributed():
+        return
+    with torch.no_grad():
+        for tensor in module.state_dict().values():
+            dist.broadcast(tensor, src=src)
+
+
+def mean_across_ranks(value: float, device: torch.device) -> float:
+    """The mean of ``value`` over all ranks (``value`` itself when not distributed)."""
+    if not is_distributed():
+        return value
+    tensor = torch.tensor([value], dtype=torch.float64, device=device)
+    dist.all_reduce(tensor)
+    return tensor.item() / world_size()
+
+
+def destroy_distributed() -> None:
+    """Leave the process group (after a barrier, so no rank tears down links another still uses).
+
+    For entry points to call at exit; a no-op when no group is initialized.
+    """
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
