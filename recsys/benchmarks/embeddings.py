@@ -61,7 +61,11 @@ def _reset_peak() -> bool:
 
 
 class NaiveEmbeddings(nn.Module):
-    """The common baseline: one ``nn.Embedding`` per field, looked up one by one."""
+    """The common baseline: one ``nn.Embedding`` per field, looked up one by one.
+
+    >>> NaiveEmbeddings([torch.zeros(5, 4), torch.zeros(3, 4)])(torch.tensor([[4, 2]])).shape
+    torch.Size([1, 2, 4])
+    """
 
     def __init__(self, weights: list[Tensor]) -> None:
         super().__init__()
@@ -109,6 +113,7 @@ def _worker(args: argparse.Namespace) -> dict:
         "dim": args.dim,
         "variant": args.variant,
         "step_ms": 1e3 * float(np.mean(times)),
+        "median_ms": 1e3 * float(np.median(times)),
         "peak_mb": (torch.cuda.max_memory_allocated() if cuda else 1024 * (_memory_kb("VmHWM") - (rss0 if reset else 0))) / 2**20,
         "opt_state_mb": state_bytes(optimizer) / 2**20,
         "params_mb": sum(p.numel() * p.element_size() for p in model.parameters()) / 2**20,
@@ -136,7 +141,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--rows", type=int, default=1_000_000, help="rows over all fields")
     parser.add_argument("--dims", type=int, nargs="+", default=[16, 64])
     parser.add_argument("--batch", type=int, default=4096)
-    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--zipf", type=float, default=1.05, help="Zipf exponent of the ids")
     parser.add_argument("--seed", type=int, default=0)
@@ -177,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
                 row["state_ratio"] = row["opt_state_mb"] / base["opt_state_mb"] if base["opt_state_mb"] else None
                 row["peak_ratio"] = row["peak_mb"] / base["peak_mb"] if base["peak_mb"] else None
             rows.append(row)
-    columns = ["dim", "variant", "step_ms", "speedup", "peak_mb", "peak_ratio", "opt_state_mb", "state_ratio", "params_mb"]
+    columns = ["dim", "variant", "step_ms", "median_ms", "speedup", "peak_mb", "peak_ratio", "opt_state_mb", "state_ratio", "params_mb"]
     if args.device.startswith("cuda"):
         columns += ["lookup_gbs", "hbm_gbs"]
     print(f"{args.fields} fields, {args.rows:,} rows, batch {args.batch}, Zipf {args.zipf}, device {args.device}, "

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import torch
+
 from recsys.benchmarks.embeddings import field_sizes, main, zipf_batches
 
 
@@ -9,13 +11,7 @@ def test_field_sizes_and_zipf_batches():
     sizes = field_sizes(26, 1_000_000)
     assert sum(sizes) == 1_000_000 and len(sizes) == 26 and min(sizes) >= 4
     batches = zipf_batches(sizes, 64, 2, 1.05, seed=0)
-    assert batches.shape == (2, 64, 26) and bool((batches < torch_tensor(sizes)).all())
-
-
-def torch_tensor(values):
-    import torch
-
-    return torch.tensor(values)
+    assert batches.shape == (2, 64, 26) and bool((batches < torch.tensor(sizes)).all())
 
 
 def test_bench_prints_table(capsys):
