@@ -44,7 +44,7 @@ def fill_data_sizes(node: DictConfig, sizes: dict[str, int]) -> DictConfig:
     """Fill ``???`` keys such as ``num_users``/``num_items`` from the dataset."""
     node = node.copy()
     for key, value in sizes.items():
-        if key in node and OmegaConf.is_missing(node, key):
+        if key in node.keys() and OmegaConf.is_missing(node, key):
             node[key] = value
     return node
 
@@ -118,7 +118,7 @@ def run_experiment(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     }
     if cfg.compare_to_popularity and not isinstance(model, Popularity):
         popularity = Popularity(data.num_items)
-        popularity.prepare(split.train)
+        popularity.prepare(history)
         summary["popularity_test"] = evaluate(evaluator, popularity, history, split.test)
     summary["total_seconds"] = round(time.perf_counter() - started, 3)
     write_atomic(run_dir / "metrics.json", json.dumps(summary, indent=2))

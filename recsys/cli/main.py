@@ -7,6 +7,7 @@ import sys
 
 BENCHMARKS = {
     "data": "recsys.benchmarks.data_pipeline",
+    "embeddings": "recsys.benchmarks.embeddings",
 }
 
 USAGE = """usage: recsys [train] [hydra overrides ...]     train and evaluate (see `recsys train --help`)

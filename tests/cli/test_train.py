@@ -85,7 +85,7 @@ def write_ratings(path: Path, ratings: list) -> Path:
     [
         (lambda tmp: ["dataset=ml-100k", f"dataset.root={tmp / 'missing'}"], "missing"),
         (lambda tmp: [f"dataset.name={write_ratings(tmp / 'nan.csv', [1.0, None, 3.0, 4.0, float('nan'), 2.0])}"], "rating"),
-        (lambda tmp: ["dataset.min_rating=99"], "empty"),
+        (lambda tmp: ["dataset.min_rating=99"], "no interactions left"),
         (lambda tmp: [f"resume_from={tmp / 'corrupt.pt'}"], "corrupt.pt"),
     ],
     ids=["missing-files", "nan-ratings", "empty-after-filter", "corrupt-checkpoint"],
