@@ -10,13 +10,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from recsys.benchmarks.table import format_table
 from recsys.errors import ConfigError, RecsysError
+from recsys.evaluation import RankingEvaluator
 from recsys.models import Popularity, Recommender
 from recsys.training import seed_everything
 
@@ -61,18 +61,6 @@ def write_atomic(path: Path, text: str) -> None:
         raise
 
 
-def evaluate(evaluator: Any, model: Recommender, history: Any, targets: Any) -> dict[str, float]:
-    """Full-ranking (or sampled) metrics of ``model`` on ``targets``, masking ``history``."""
-    model.eval()
-    with torch.no_grad():
-        return evaluator.evaluate(
-            lambda users: model.score_users(users, history),
-            exclude=history.user_item_matrix(),
-            targets=targets.user_item_matrix(),
-            device=model.device,
-        )
-
-
 def run_experiment(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """Train and evaluate the configured model; write config, metrics and checkpoint into ``run_dir``."""
     seed_everything(cfg.seed)
@@ -99,12 +87,12 @@ def run_experiment(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
 
     result = trainer.fit(
         model, batches, optimizer,
-        validate=lambda m: evaluate(evaluator, m, split.train, split.valid),
+        validate=lambda m: evaluator.evaluate_model(m, split.train, split.valid),
         run_dir=run_dir,
         resume_from=cfg.resume_from,
     )
     history = split.train.concat(split.valid)
-    test = evaluate(evaluator, model, history, split.test)
+    test = evaluator.evaluate_model(model, history, split.test)
     summary: dict[str, Any] = {
         "dataset": data.name,
         "model": type(model).__name__,
@@ -116,10 +104,10 @@ def run_experiment(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         "valid": result.best_metrics,
         "test": test,
     }
-    if cfg.compare_to_popularity and not isinstance(model, Popularity):
+    if cfg.compare_to_popularity and isinstance(evaluator, RankingEvaluator) and not isinstance(model, Popularity):
         popularity = Popularity(data.num_items)
         popularity.prepare(history)
-        summary["popularity_test"] = evaluate(evaluator, popularity, history, split.test)
+        summary["popularity_test"] = evaluator.evaluate_model(popularity, history, split.test)
     summary["total_seconds"] = round(time.perf_counter() - started, 3)
     write_atomic(run_dir / "metrics.json", json.dumps(summary, indent=2))
     return summary

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
 from recsys.data.sampling import NegativeSampler, csr_keys
+
+if TYPE_CHECKING:
+    from recsys.data.interactions import Interactions
+    from recsys.models.base import Recommender
 from recsys.errors import ConfigError, DataError
 from recsys.evaluation.metrics import METRICS, TieRanks, check_metric_names, tie_ranks
 
@@ -103,6 +108,20 @@ class RankingEvaluator:
     def suffix(self) -> str:
         """Label appended to every metric key: ``"[sampled-100]"`` in sampled mode, else ``""``."""
         return "" if self.num_negatives is None else f"[sampled-{self.num_negatives}]"
+
+    def evaluate_model(self, model: Recommender, history: Interactions, targets: Interactions) -> dict[str, float]:
+        """Rank all items for every user with held-out ``targets``, masking the items in ``history``.
+
+        The shared evaluator contract: the CLI calls ``evaluate_model`` on every ``eval`` config object.
+        """
+        model.eval()
+        with torch.no_grad():
+            return self.evaluate(
+                lambda users: model.score_users(users, history),
+                exclude=history.user_item_matrix(),
+                targets=targets.user_item_matrix(),
+                device=model.device,
+            )
 
     def evaluate(
         self,

@@ -23,6 +23,9 @@ class Recommender(nn.Module):
     - ``score_users(users, history)``: scores of every item for each user, ``(B, N)``, higher is
       better. ``history`` holds the interactions known at evaluation time (what sequential
       models read); the evaluator masks seen items itself.
+    - ``predict(batch)``: pointwise predictions ``(B,)`` (ratings, CTR logits) for rating/CTR evaluators.
+
+    Evaluators (the ``eval`` config group) implement ``evaluate_model(model, history, targets)``.
     """
 
     def prepare(self, train: Interactions) -> None:
@@ -32,7 +35,11 @@ class Recommender(nn.Module):
         raise NotImplementedError(f"{type(self).__name__} is not trained by gradient descent")
 
     def score_users(self, users: Tensor, history: Interactions) -> Tensor:
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} does not rank items for users")
+
+    def predict(self, batch: dict[str, Tensor]) -> Tensor:
+        """Pointwise predictions for the rows of a batch, ``(B,)``: ratings (explicit models) or logits (CTR)."""
+        raise NotImplementedError(f"{type(self).__name__} makes no pointwise predictions")
 
     def forward(self, batch: dict[str, Tensor]) -> Tensor:
         """The training loss; ``forward`` so that DistributedDataParallel hooks run."""
