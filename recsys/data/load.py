@@ -1,0 +1,135 @@
+"""``load_dataset``: a dataset by name or path -> preprocessed, cached Interactions."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from recsys.data import cache, download, filters, frame, movielens, sequences_file
+from recsys.data.interactions import Interactions
+from recsys.errors import DataError
+
+EMBEDDED = "ml-latest-small"
+MOVIELENS = (EMBEDDED, *download.ARCHIVES)
+KNOWN = (*MOVIELENS, "amazon-beauty", "amazon-<category> (e.g. amazon-sports)", "a path to a .csv/.parquet/.txt file")
+FILE_SUFFIXES = (".csv", ".tsv", ".parquet", ".pq", ".txt")
+
+
+def embedded_folder() -> Path:
+    """Folder of the embedded ml-latest-small: the checkout's ``datasets/`` or the wheel's ``recsys/datasets/``."""
+    package = Path(__file__).resolve().parents[1]
+    for candidate in (package / "datasets" / EMBEDDED, package.parent / "datasets" / EMBEDDED):
+        if candidate.is_dir():
+            return candidate
+    raise DataError(
+        "the embedded ml-latest-small dataset is missing from this installation",
+        where=f"{package / 'datasets' / EMBEDDED} or {package.parent / 'datasets' / EMBEDDED}",
+        fix="reinstall recsys, or pass root= to a folder that holds ml-latest-small/",
+    )
+
+
+def _local(root: Path, names: tuple[str, ...], has: Callable[[Path], bool]) -> Path | None:
+    """``root/<name>`` for the first name whose folder passes ``has``, else ``root`` itself, else None."""
+    for candidate in (*(root / n for n in names), root):
+        if has(candidate):
+            return candidate
+    return None
+
+
+def _is_movielens(folder: Path) -> bool:
+    return any((folder / f).is_file() for f in ("ratings.csv", "ratings.parquet", "u.data", "ratings.dat"))
+
+
+def _data_root(root: str | Path | None) -> Path | None:
+    if root is not None:
+        return Path(root).expanduser()
+    env = os.environ.get("RECSYS_DATA_ROOT")
+    return Path(env).expanduser() if env else None
+
+
+def _resolve(name: str, root: Path | None, cache_dir: Path, allow_download: bool) -> tuple[Path, Callable[[], Interactions]]:
+    """The source (file or folder) of a dataset, and the parser that reads it."""
+    path = Path(name).expanduser()
+    if path.suffix.lower() in FILE_SUFFIXES or path.is_file():
+        if not path.is_file():
+            raise DataError(f"file not found: {path}", where=f"load_dataset({name!r})", fix="check the path")
+        if path.suffix.lower() == ".txt":
+            return path, lambda: sequences_file.load_sequence_file(path)
+        return path, lambda: frame.from_frame(path, name=path.stem)
+    if name in MOVIELENS:
+        folder = None
+        if root is not None:
+            archive = download.ARCHIVES.get(name)
+            names = (name, archive.folder) if archive else (name,)
+            folder = _local(root, names, _is_movielens)
+            if folder is None:
+                movielens.movielens_format(root / name)  # raises: names the path and the expected files
+        elif name == EMBEDDED:
+            folder = embedded_folder()
+        elif allow_download:
+            folder = download.download_movielens(name, cache_dir)
+        else:
+            raise DataError(
+                f"{name} is not available locally and download=False",
+                where=f"load_dataset({name!r})",
+                fix=f"pass root= (or set RECSYS_DATA_ROOT) to a folder holding {name}/, or download=True",
+            )
+        return folder, lambda: movielens.read_movielens(folder, name)
+    if name.startswith("amazon-") and len(name) > len("amazon-"):
+        stem = name.removeprefix("amazon-")
+        file_name = f"{stem[:1].upper()}{stem[1:]}.txt"
+        where = f"{root}/{name}/{file_name} or {root}/{file_name}" if root else "no root given"
+        if root is not None:
+            for candidate in (root / name / file_name, root / file_name):
+                if candidate.is_file():
+                    return candidate, lambda: sequences_file.load_sequence_file(candidate, name)
+        raise DataError(
+            f"{name} is not downloadable; its sequence file {file_name} was not found",
+            where=where,
+            fix=f"pass root= (or set RECSYS_DATA_ROOT) to the folder holding {name}/{file_name} or {file_name}",
+        )
+    raise DataError(
+        f"unknown dataset {name!r}",
+        where="load_dataset(name)",
+        fix=f"use one of: {', '.join(KNOWN)}",
+    )
+
+
+def load_dataset(
+    name: str = "ml-latest-small",
+    root: str | Path | None = None,
+    *,
+    min_rating: float | None = None,
+    k_core: int | None = None,
+    deduplicate: bool = False,
+    cache_dir: str | Path | None = None,
+    download: bool = True,
+) -> Interactions:
+    """Load a dataset by name or path, preprocess it, and cache the result.
+
+    Names: ``ml-latest-small`` (embedded), ``ml-100k``, ``ml-1m``, ``ml-10m``, ``ml-20m``,
+    ``ml-25m`` (downloaded from GroupLens unless ``root``/``$RECSYS_DATA_ROOT`` holds
+    ``<name>/``), ``amazon-<category>`` (a local ``<Category>.txt`` under ``root``), or a path
+    to a .csv/.parquet (columns user, item[, rating][, timestamp]) or .txt sequence file.
+    Preprocessing, in order: ``min_rating`` (keep rating >= it), ``deduplicate`` (latest of
+    each user-item pair), ``k_core`` (users and items with >= k interactions).
+    The result is cached in ``cache_dir`` (``$RECSYS_CACHE_DIR`` or ``~/.cache/recsys``),
+    keyed by name, options and the source files' size and mtime.
+    """
+    cache_root = Path(cache_dir).expanduser() if cache_dir is not None else cache.default_cache_dir()
+    source, parse = _resolve(name, _data_root(root), cache_root, download)
+    options = {"min_rating": min_rating, "k_core": k_core, "deduplicate": deduplicate}
+    folder = cache.entry(cache_root, name if source.is_dir() else source.stem, cache.cache_key(name, options, [source]))
+    data = cache.load(folder)
+    if data is not None:
+        return data
+    data = parse()
+    if min_rating is not None:
+        data = filters.binarize(data, min_rating)
+    if deduplicate:
+        data = filters.deduplicate(data)
+    if k_core is not None:
+        data = filters.k_core(data, k_core, k_core)
+    cache.save(data, folder)
+    return data
