@@ -29,9 +29,10 @@ def embedded_folder() -> Path:
     )
 
 
-def _local(root: Path, names: tuple[str, ...], has: Callable[[Path], bool]) -> Path | None:
-    """``root/<name>`` for the first name whose folder passes ``has``, else ``root`` itself, else None."""
-    for candidate in (*(root / n for n in names), root):
+def _local(root: Path, names: tuple[str, ...], has: Callable[[Path], bool], itself: bool) -> Path | None:
+    """``root/<name>`` for the first name whose folder passes ``has``, else (if ``itself``)
+    ``root`` itself, else None."""
+    for candidate in (*(root / n for n in names), *([root] if itself else [])):
         if has(candidate):
             return candidate
     return None
@@ -41,15 +42,21 @@ def _is_movielens(folder: Path) -> bool:
     return any((folder / f).is_file() for f in ("ratings.csv", "ratings.parquet", "u.data", "ratings.dat"))
 
 
-def _data_root(root: str | Path | None) -> Path | None:
+def _data_root(root: str | Path | None) -> tuple[Path | None, bool]:
+    """The local data root and whether it was given explicitly (else ``$RECSYS_DATA_ROOT``)."""
     if root is not None:
-        return Path(root).expanduser()
+        return Path(root).expanduser(), True
     env = os.environ.get("RECSYS_DATA_ROOT")
-    return Path(env).expanduser() if env else None
+    return (Path(env).expanduser() if env else None), False
 
 
-def _resolve(name: str, root: Path | None, cache_dir: Path, allow_download: bool) -> tuple[Path, Callable[[], Interactions]]:
-    """The source (file or folder) of a dataset, and the parser that reads it."""
+def _resolve(
+    name: str, root: Path | None, explicit: bool, cache_dir: Path, allow_download: bool
+) -> tuple[Path, Callable[[], Interactions]]:
+    """The source (file or folder) of a dataset, and the parser that reads it.
+
+    An explicit ``root`` must hold the dataset; ``$RECSYS_DATA_ROOT`` is used when it does.
+    """
     path = Path(name).expanduser()
     if path.suffix.lower() in FILE_SUFFIXES or path.is_file():
         if not path.is_file():
@@ -58,18 +65,16 @@ def _resolve(name: str, root: Path | None, cache_dir: Path, allow_download: bool
             return path, lambda: sequences_file.load_sequence_file(path)
         return path, lambda: frame.from_frame(path, name=path.stem)
     if name in MOVIELENS:
-        folder = None
-        if root is not None:
-            archive = download.ARCHIVES.get(name)
-            names = (name, archive.folder) if archive else (name,)
-            folder = _local(root, names, _is_movielens)
-            if folder is None:
-                movielens.movielens_format(root / name)  # raises: names the path and the expected files
-        elif name == EMBEDDED:
+        archive = download.ARCHIVES.get(name)
+        names = (name, archive.folder) if archive else (name,)
+        folder = _local(root, names, _is_movielens, itself=explicit) if root is not None else None
+        if folder is None and explicit:
+            movielens.movielens_format(root / name)  # raises: names the path and the expected files
+        if folder is None and name == EMBEDDED:
             folder = embedded_folder()
-        elif allow_download:
+        elif folder is None and allow_download:
             folder = download.download_movielens(name, cache_dir)
-        else:
+        elif folder is None:
             raise DataError(
                 f"{name} is not available locally and download=False",
                 where=f"load_dataset({name!r})",
@@ -81,7 +86,7 @@ def _resolve(name: str, root: Path | None, cache_dir: Path, allow_download: bool
         file_name = f"{stem[:1].upper()}{stem[1:]}.txt"
         where = f"{root}/{name}/{file_name} or {root}/{file_name}" if root else "no root given"
         if root is not None:
-            for candidate in (root / name / file_name, root / file_name):
+            for candidate in (root / name / file_name, *([root / file_name] if explicit else [])):
                 if candidate.is_file():
                     return candidate, lambda: sequences_file.load_sequence_file(candidate, name)
         raise DataError(
@@ -118,7 +123,7 @@ def load_dataset(
     keyed by name, options and the source files' size and mtime.
     """
     cache_root = Path(cache_dir).expanduser() if cache_dir is not None else cache.default_cache_dir()
-    source, parse = _resolve(name, _data_root(root), cache_root, download)
+    source, parse = _resolve(str(name), *_data_root(root), cache_root, download)
     options = {"min_rating": min_rating, "k_core": k_core, "deduplicate": deduplicate}
     folder = cache.entry(cache_root, name if source.is_dir() else source.stem, cache.cache_key(name, options, [source]))
     data = cache.load(folder)

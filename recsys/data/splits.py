@@ -44,11 +44,14 @@ def leave_one_out(data: Interactions) -> Split:
     """
     users = data.frame["user"].to_numpy()  # rows are sorted by (user, timestamp, item)
     counts = np.bincount(users, minlength=data.num_users)
-    ends = np.cumsum(counts)
-    from_end = ends[users] - np.arange(len(users))  # 1 = the user's last interaction
-    long_enough = counts[users] >= 3
-    part = np.where(long_enough & (from_end <= 2), 3 - from_end, 0).astype(np.int8)
-    return _parts(data, part)
+    ends = np.cumsum(counts)[counts >= 3]  # one past each long-enough user's last row
+    test_rows, valid_rows = ends - 1, ends - 2  # O(users) work: no per-row arrays but the mask
+    train_mask = np.ones(len(users), dtype=bool)
+    train_mask[test_rows] = False
+    train_mask[valid_rows] = False
+    frame = data.frame
+    parts = (frame.filter(pl.Series(train_mask)), frame[valid_rows], frame[test_rows])
+    return Split(*(data.with_frame(part, assume_sorted=True) for part in parts))
 
 
 def _check_ratios(ratios: Sequence[float], where: str) -> tuple[float, float, float]:

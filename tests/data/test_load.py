@@ -111,3 +111,15 @@ def test_errors(tmp_path, monkeypatch):
         load_dataset(k_core=1000, cache_dir=tmp_path)
     with pytest.raises(DataError, match=r"no interactions left after min_rating"):
         load_dataset(min_rating=6, cache_dir=tmp_path)
+
+
+def test_env_root_without_the_dataset_falls_back(tmp_path, monkeypatch):
+    monkeypatch.setenv("RECSYS_DATA_ROOT", str(tmp_path / "elsewhere"))
+    assert load_dataset(cache_dir=tmp_path).num_interactions == 100_836  # the embedded copy
+    with pytest.raises(DataError, match="download=False"):
+        load_dataset("ml-1m", cache_dir=tmp_path, download=False)
+
+
+def test_root_may_be_the_dataset_folder_itself(tmp_path, shared_datasets):
+    data = load_dataset("ml-100k", root=shared_datasets / "ml-100k", cache_dir=tmp_path)
+    assert data.num_interactions == 100_000
