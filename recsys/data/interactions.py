@@ -53,7 +53,7 @@ class Interactions:
                 fix="build it with recsys.data.frame.from_frame, which maps raw ids to indices",
             )
         frame = frame.select(
-            pl.col(c).cast(t, strict=False) for c, t in SCHEMA.items() if c in frame.columns
+            pl.col(c).cast(t) for c, t in SCHEMA.items() if c in frame.columns
         )
         self.frame = frame if assume_sorted else sort_rows(frame)
         self.users, self.items = users, items

@@ -83,18 +83,23 @@ def _read_csv_layout(folder: Path, name: str) -> Interactions:
     return build(ratings, name=name, where=str(folder / "ratings.*"), item_features=items)
 
 
-def _lines(path: Path, encoding: str = "latin-1") -> pl.Series:
-    """Non-empty lines of a small text file (items, users, genres), decoded."""
+def _lines(path: Path) -> pl.Series:
+    """Non-empty lines of a small text file (items, users, genres): UTF-8, else latin-1
+    (ml-100k and ml-1m are latin-1)."""
     if not path.is_file():
         raise DataError(f"file not found: {path}", where=str(path.parent), fix=f"expected files: {FORMATS}")
-    text = path.read_bytes().decode(encoding)
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        text = raw.decode("latin-1")
     lines = pl.Series("line", text.splitlines(), dtype=pl.String)
     return lines.filter(lines.str.strip_chars() != "")
 
 
-def _fields(path: Path, separator: str, names: list[str], encoding: str = "latin-1") -> pl.DataFrame:
+def _fields(path: Path, separator: str, names: list[str]) -> pl.DataFrame:
     """Split each line of a small text file into ``names`` (the last field keeps the rest)."""
-    lines = _lines(path, encoding).to_frame()
+    lines = _lines(path).to_frame()
     parts = lines.select(pl.col("line").str.splitn(separator, len(names)).struct.rename_fields(names)).unnest("line")
     if parts[names[-1]].null_count():
         raise DataError(

@@ -53,11 +53,12 @@ def test_dat_layout_ml_1m_style(tmp_path):
 
 def test_dat_layout_ml_10m_style_with_tags(tmp_path):
     (tmp_path / "ratings.dat").write_text("5::1::4.5::1\n5::2::0.5::2\n")
-    (tmp_path / "movies.dat").write_text("1::A (1999)::(no genres listed)\n2::B (2000)::Drama\n")
+    (tmp_path / "movies.dat").write_bytes("1::Amélie (2001)::(no genres listed)\n2::B (2000)::Drama\n".encode())
     (tmp_path / "tags.dat").write_text("5::1::funny::3\n5::1::dark::4\n5::1::funny::5\n")
     data = read_movielens(tmp_path, "ml-10m")
     assert data.ratings.tolist() == [4.5, 0.5]
     assert data.item_features["genres"].to_list() == [[], ["Drama"]]
+    assert data.item_features["title"][0] == "Amélie (2001)"  # UTF-8 here, latin-1 in ml-1m
     assert data.item_features["tags"].to_list() == [["dark", "funny"], []]
 
 
