@@ -1,0 +1,241 @@
+"""Benchmark: CTR models on MovieLens (label rating >= 4), ours side by side with DeepCTR-Torch's DeepFM.
+
+Two tables:
+
+- ``quality``: LR, FM and DeepFM (ours) on ml-100k (user, item, age bucket, gender, occupation, zip prefix,
+  genres) and ml-latest-small (user, item, genres, tags); seeded 80/10/10 random split, early stopping on
+  validation AUC, test AUC and log loss (mean over ``--seeds``).
+- ``compare``: our DeepFM and DeepCTR-Torch's DeepFM (``pip install deepctr-torch``, the ``bench`` extra)
+  on the same encoded ids, fields, embedding size, DNN sizes, batch size and epochs; test AUC, log loss,
+  training samples/s, peak RSS, and ratios.
+
+Every (model, seed) runs in a fresh subprocess with ``--threads`` torch threads, so peak memory and
+thread settings belong to that run alone; ours and theirs alternate, so load drift hits both.
+``python -m recsys.benchmarks.ctr`` or ``recsys bench ctr``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from recsys.benchmarks.table import format_table
+
+SHARED = Path(os.environ.get("RECSYS_SHARED_DATASETS", Path(__file__).resolve().parents[3] / "shared" / "datasets"))
+
+
+def pipeline(dataset: str):  # noqa: ANN201
+    """The fields of each task: ml-100k user/item/age bucket/gender/occupation/zip prefix/genres; ml-latest-small user/item/genres/tags."""
+    from recsys.data.features import CategoricalFeature, FeaturePipeline, MultiCategoricalFeature, NumericFeature
+
+    fields = [CategoricalFeature("user"), CategoricalFeature("item")]
+    if dataset == "ml-100k":
+        fields += [NumericFeature("age", boundaries=[18, 25, 35, 45, 50, 56]), CategoricalFeature("gender"),
+                   CategoricalFeature("occupation"), CategoricalFeature("zip", prefix_length=3), MultiCategoricalFeature("genres")]
+    else:
+        fields += [MultiCategoricalFeature("genres"), MultiCategoricalFeature("tags", min_count=2)]
+    return FeaturePipeline(fields)
+
+
+def _peak_rss_mib() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _data(args: dict[str, Any]):  # noqa: ANN202
+    from recsys.data.ctr_batches import CTRBatches
+    from recsys.data.load import load_dataset
+    from recsys.data.splits import random_split
+
+    data = load_dataset(args["dataset"], root=str(Path(args["root"]) / args["dataset"]))
+    split = random_split(data, (0.8, 0.1, 0.1), seed=args["seed"])
+    features = pipeline(args["dataset"])
+    train = CTRBatches(split.train, features, batch_size=args["batch_size"], seed=args["seed"])
+    valid = CTRBatches(split.valid, features, batch_size=65536, shuffle=False)
+    test = CTRBatches(split.test, features, batch_size=65536, shuffle=False)
+    return features, train, valid, test
+
+
+def _precision(args: dict[str, Any]) -> torch.autocast:
+    """bf16 autocast around training (both implementations alike), or a disabled one for fp32."""
+    device = "cuda" if args["device"] == "cuda" or (args["device"] == "auto" and torch.cuda.is_available()) else "cpu"
+    return torch.autocast(device, dtype=torch.bfloat16, enabled=args["precision"] == "bf16")
+
+
+def run_ours(args: dict[str, Any]) -> dict[str, Any]:
+    """Train one of our models (CombinedOptimizer: dense Adam + sparse RowWiseAdagrad) with the Trainer."""
+    from recsys.embeddings.optimizer import CombinedOptimizer
+    from recsys.embeddings.sparse_optim import RowWiseAdagrad
+    from recsys.evaluation.ctr import CTREvaluator
+    from recsys.models.deepfm import DeepFM
+    from recsys.models.fm import FM
+    from recsys.models.logistic import LogisticRegression
+    from recsys.training.trainer import Trainer
+
+    features, train, valid, test = _data(args)
+    dim, seed = args["embedding_dim"], args["seed"]
+    model = {
+        "lr": lambda: LogisticRegression(features, seed=seed),
+        "fm": lambda: FM(features, embedding_dim=dim, seed=seed),
+        "deepfm": lambda: DeepFM(features, embedding_dim=dim, hidden_dims=args["hidden_dims"], seed=seed, sparse=args["sparse"]),
+    }[args["model"]]()
+    optimizer = partial(CombinedOptimizer, dense=partial(torch.optim.Adam, lr=1e-3),
+                        sparse=partial(RowWiseAdagrad, lr=args["sparse_lr"], weight_decay=args["weight_decay"]))
+    evaluator = CTREvaluator()
+    validate = (lambda m: evaluator.evaluate_batches(m, valid)) if args["early_stopping"] else None
+    trainer = Trainer(epochs=args["epochs"], device=args["device"], monitor="auc", patience=2, progress=False, tensorboard=False)
+    with _precision(args):
+        result = trainer.fit(model, train, optimizer, validate=validate)
+    rows = len(train.labels) * len(result.history)
+    return {"test": evaluator.evaluate_batches(model, test), "train_seconds": result.train_seconds,
+            "samples_per_s": rows / result.train_seconds, "epochs": len(result.history)}
+
+
+def run_deepctr(args: dict[str, Any]) -> dict[str, Any]:
+    """DeepCTR-Torch's DeepFM on our encoded ids (same vocabularies, OOV rows included); bags padded with 0."""
+    import types
+
+    sys.modules.setdefault("requests", types.ModuleType("requests"))  # only its PyPI version check imports it
+    from deepctr_torch.inputs import SparseFeat, VarLenSparseFeat
+    from deepctr_torch.models import DeepFM as TheirDeepFM
+    from sklearn.metrics import log_loss, roc_auc_score
+
+    torch.manual_seed(args["seed"])
+    features, train, _, test = _data(args)
+    fields = features.embedding_fields(args["embedding_dim"])
+
+    def inputs(batches: Any) -> dict[str, np.ndarray]:
+        enc, out = batches.encoded, {}
+        for j, f in enumerate(f for f in fields if not f.pooled):
+            out[f.name] = enc.ids[:, j].numpy()
+        lengths, start = enc.bag_lengths, 0
+        for k, f in enumerate(f for f in fields if f.pooled):  # build time: one padded matrix per bag field
+            n, width = lengths.shape[1], max(int(lengths[k].max()), 1)
+            padded = torch.zeros(n, width, dtype=torch.long)
+            mask = torch.arange(width) < lengths[k].unsqueeze(1)
+            count = int(lengths[k].sum())
+            padded[mask] = enc.bag_values[start : start + count] + 1
+            start += count
+            out[f.name] = padded.numpy()
+        return out
+
+    x_train, x_test = inputs(train), inputs(test)
+    columns = []
+    for f in fields:
+        if f.pooled:
+            sparse = SparseFeat(f.name, vocabulary_size=f.num_rows + 1, embedding_dim=f.embedding_dim)
+            columns.append(VarLenSparseFeat(sparse, maxlen=x_train[f.name].shape[1], combiner=f.pooling))
+        else:
+            columns.append(SparseFeat(f.name, vocabulary_size=f.num_rows, embedding_dim=f.embedding_dim))
+    model = TheirDeepFM(columns, columns, task="binary", device=args["device"] if args["device"] != "auto" else "cpu",
+                        dnn_hidden_units=tuple(args["hidden_dims"]), seed=args["seed"])
+    model.compile("adam", "binary_crossentropy", metrics=["binary_crossentropy"])
+    started = time.perf_counter()
+    with _precision(args):
+        model.fit(x_train, train.labels.numpy(), batch_size=args["batch_size"], epochs=args["epochs"], verbose=0)
+    seconds = time.perf_counter() - started
+    for f in fields:  # predict pads to the training width
+        if f.pooled and x_test[f.name].shape[1] != x_train[f.name].shape[1]:
+            width = x_train[f.name].shape[1]
+            x_test[f.name] = np.pad(x_test[f.name], ((0, 0), (0, max(width - x_test[f.name].shape[1], 0))))[:, :width]
+    probs = model.predict(x_test, batch_size=65536).reshape(-1)
+    labels = test.labels.numpy()
+    return {"test": {"auc": float(roc_auc_score(labels, probs)), "logloss": float(log_loss(labels, probs))},
+            "train_seconds": seconds, "samples_per_s": len(train.labels) * args["epochs"] / seconds, "epochs": args["epochs"]}
+
+
+def worker(spec: str) -> None:
+    args = json.loads(spec)
+    torch.set_num_threads(args["threads"])
+    result = (run_deepctr if args["model"] == "deepctr" else run_ours)(args)
+    result["peak_rss_mib"] = _peak_rss_mib()
+    if torch.cuda.is_available() and args["device"] != "cpu":
+        result["peak_cuda_mib"] = torch.cuda.max_memory_allocated() / 2**20
+    print("RESULT " + json.dumps(result))
+
+
+def spawn(args: dict[str, Any]) -> dict[str, Any]:
+    out = subprocess.run([sys.executable, "-m", "recsys.benchmarks.ctr", "--worker", json.dumps(args)],
+                         capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": str(args["threads"])})
+    lines = [line for line in out.stdout.splitlines() if line.startswith("RESULT ")]
+    if out.returncode != 0 or not lines:
+        raise RuntimeError(f"{args['model']} run failed:\n{out.stderr[-3000:]}")
+    return json.loads(lines[-1][len("RESULT "):])
+
+
+def _mean(results: list[dict[str, Any]], key: str) -> float:
+    return float(np.mean([r["test"][key] if key in ("auc", "logloss") else r[key] for r in results]))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="recsys bench ctr", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--table", choices=["quality", "compare", "all"], default="all")
+    parser.add_argument("--root", default=str(SHARED), help="folder holding ml-100k/ and ml-latest-small/")
+    parser.add_argument("--datasets", default="ml-100k,ml-latest-small", help="quality table datasets")
+    parser.add_argument("--seeds", default="0", help="comma-separated seeds; tables report means")
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--batch-size", type=int, default=4096)
+    parser.add_argument("--embedding-dim", type=int, default=4)
+    parser.add_argument("--hidden-dims", default="256,128")
+    parser.add_argument("--sparse-lr", type=float, default=0.05, help="RowWiseAdagrad lr for our tables")
+    parser.add_argument("--weight-decay", type=float, default=0.0, help="L2 on touched table rows")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32", help="bf16 = autocast for both")
+    parser.add_argument("--dense-tables", action="store_true", help="our DeepFM with dense table gradients (Adam lr 1e-3)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    ns = parser.parse_args(argv)
+    if ns.worker:
+        worker(ns.worker)
+        return 0
+    seeds = [int(s) for s in ns.seeds.split(",")]
+    base = {"root": ns.root, "epochs": ns.epochs, "batch_size": ns.batch_size, "embedding_dim": ns.embedding_dim,
+            "hidden_dims": [int(h) for h in ns.hidden_dims.split(",")], "sparse_lr": ns.sparse_lr,
+            "weight_decay": ns.weight_decay, "threads": ns.threads, "device": ns.device, "precision": ns.precision,
+            "sparse": not ns.dense_tables}
+    if ns.table in ("quality", "all"):
+        rows = []
+        for dataset in ns.datasets.split(","):
+            for model in ("lr", "fm", "deepfm"):
+                runs = [spawn({**base, "dataset": dataset, "model": model, "seed": s, "early_stopping": True,
+                               "epochs": max(ns.epochs, 20)}) for s in seeds]
+                rows.append({"dataset": dataset, "model": model, "test AUC": _mean(runs, "auc"),
+                             "test log-loss": _mean(runs, "logloss"), "epochs run": _mean(runs, "epochs")})
+        print(f"\nCTR quality (label rating >= 4; 80/10/10 random split; early stopping on valid AUC, patience 2; "
+              f"embedding {ns.embedding_dim}; seeds {seeds})\n")
+        print(format_table(rows))
+    if ns.table in ("compare", "all"):
+        ours, theirs = [], []
+        for s in seeds:  # alternate, so load drift hits both
+            spec = {**base, "dataset": "ml-100k", "seed": s, "early_stopping": False}
+            ours.append(spawn({**spec, "model": "deepfm"}))
+            theirs.append(spawn({**spec, "model": "deepctr"}))
+        rows = []
+        for name, runs in (("recsys DeepFM", ours), ("DeepCTR-Torch 0.3.0 DeepFM", theirs)):
+            rows.append({"implementation": name, "test AUC": _mean(runs, "auc"), "test log-loss": _mean(runs, "logloss"),
+                         "train s": _mean(runs, "train_seconds"), "samples/s": _mean(runs, "samples_per_s"),
+                         "peak RSS MiB": _mean(runs, "peak_rss_mib")})
+        rows.append({"implementation": "ratio ours/theirs", "test AUC": rows[0]["test AUC"] - rows[1]["test AUC"],
+                     "samples/s": rows[0]["samples/s"] / rows[1]["samples/s"],
+                     "peak RSS MiB": rows[0]["peak RSS MiB"] / rows[1]["peak RSS MiB"]})
+        print(f"\nDeepFM side by side on ml-100k CTR (80/10/10 split, test part; embedding {ns.embedding_dim}, DNN "
+              f"{ns.hidden_dims}, batch {ns.batch_size}, {ns.epochs} epochs, {ns.threads} threads, device {ns.device}, {ns.precision}, tables {'dense' if ns.dense_tables else 'sparse'}, "
+              f"seeds {seeds}; ratio row: AUC difference, throughput and memory ratios)\n")
+        print(format_table(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

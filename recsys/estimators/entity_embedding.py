@@ -1,0 +1,226 @@
+"""Entity embeddings of categorical variables (Guo & Berkhahn 2016) as a scikit-learn transformer."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils.multiclass import type_of_target
+from sklearn.utils.validation import check_is_fitted, validate_data
+from torch import nn
+
+from recsys.errors import ConfigError, DataError
+
+__all__ = ["EntityEmbeddingEncoder"]
+
+
+def _frame(X: Any) -> pd.DataFrame:
+    """pandas view of pandas / polars / array-like input (column names kept for frames)."""
+    if isinstance(X, pd.DataFrame):
+        return X
+    if hasattr(X, "tocsr") or hasattr(X, "todense"):
+        raise DataError("Sparse data was passed, but dense data is required (sparse input is not supported)",
+                        where="EntityEmbeddingEncoder", fix="use X.toarray() or a DataFrame")
+    if hasattr(X, "to_pandas") and hasattr(X, "schema"):  # polars
+        return X.to_pandas()
+    array = np.asarray(X, dtype=object if not hasattr(X, "dtype") else None)
+    if array.ndim != 2:
+        raise DataError(f"Expected 2D array, got {array.ndim}D array instead", where="EntityEmbeddingEncoder",
+                        fix="Reshape your data with X.reshape(-1, 1) for a single feature")
+    return pd.DataFrame(array)
+
+
+def _column(values: pd.Series, name: str, where: str) -> tuple[np.ndarray, np.ndarray]:
+    """Non-missing mask and the values as a hashable-kind numpy array; DataError for unsupported dtypes."""
+    kind = values.dtype.kind
+    if kind == "c":
+        raise DataError(f"Complex data not supported (column {name!r})", where=where, fix="pass real or categorical values")
+    if isinstance(values.dtype, pd.CategoricalDtype) or kind in "OUSTb" or str(values.dtype) in ("string", "str"):
+        values = values.astype(object)
+    elif kind not in "iuf":
+        raise DataError(f"column {name!r} has dtype {values.dtype}, not categories (strings, integers, booleans)",
+                        where=where, fix="convert it to strings or integers, or leave it out of this encoder")
+    present = ~pd.isna(values).to_numpy()
+    array = values.to_numpy()
+    if array.dtype == object:
+        types = {type(v) for v in array[present]}
+        if any(t in (list, dict, set, tuple) for t in types):
+            raise DataError(f"column {name!r} holds {sorted(t.__name__ for t in types)} values", where=where,
+                            fix="pass one scalar category per cell")
+        if types and not all(issubclass(t, str) for t in types) and any(issubclass(t, str) for t in types):
+            raise DataError(f"column {name!r} mixes strings and other types {sorted(t.__name__ for t in types)}",
+                            where=where, fix="cast the column to one type (e.g. astype(str))")
+    return present, array
+
+
+class _Network(nn.Module):
+    """One embedding per categorical column, concatenated, an MLP, and a linear output."""
+
+    def __init__(self, sizes: Sequence[int], dims: Sequence[int], hidden_dims: Sequence[int], out_dim: int) -> None:
+        super().__init__()
+        self.embeddings = nn.ModuleList(nn.Embedding(n, d) for n, d in zip(sizes, dims))
+        layers, width = [], sum(dims)
+        for h in hidden_dims:
+            layers += [nn.Linear(width, h), nn.ReLU()]
+            width = h
+        self.head = nn.Sequential(*layers, nn.Linear(width, out_dim))
+
+    def forward(self, codes: torch.Tensor) -> torch.Tensor:
+        x = torch.cat([emb(codes[:, j]) for j, emb in enumerate(self.embeddings)], 1)  # (B, sum D), loop over columns
+        return self.head(x)  # (B, out_dim)
+
+
+class EntityEmbeddingEncoder(TransformerMixin, BaseEstimator):
+    """Learn a dense vector per category from the target with a small network; ``transform`` returns the vectors.
+
+    Every input column is categorical (strings, integers, booleans, or floats as labels). ``fit(X, y)``
+    trains embeddings + MLP on a classification (binary or multiclass) or regression target;
+    ``transform(X)`` replaces column ``c`` by ``D_c`` float columns ``c_emb0 ...``. Missing values, categories
+    rarer than ``min_frequency`` and categories unseen at fit share one OOV row per column.
+    ``embedding_dim="auto"`` gives ``min(max_embedding_dim, ceil(categories / 2))``.
+
+    >>> X = pd.DataFrame({"city": ["a", "b", "a", "c"] * 25, "size": [1, 2, 2, 1] * 25})
+    >>> enc = EntityEmbeddingEncoder(epochs=2, random_state=0).fit(X, [1, 0, 1, 0] * 25)
+    >>> enc.transform(X.head(2)).shape, list(enc.get_feature_names_out())
+    ((2, 4), ['city_emb0', 'city_emb1', 'size_emb0', 'size_emb1'])
+    """
+
+    def __init__(self, embedding_dim: int | str = "auto", max_embedding_dim: int = 10, hidden_dims: Sequence[int] = (64,),
+                 epochs: int = 10, batch_size: int = 256, learning_rate: float = 1e-2, weight_decay: float = 0.0,
+                 min_frequency: int = 1, task: str = "auto", random_state: int | None = None) -> None:
+        self.embedding_dim = embedding_dim
+        self.max_embedding_dim = max_embedding_dim
+        self.hidden_dims = hidden_dims
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.weight_decay = weight_decay
+        self.min_frequency = min_frequency
+        self.task = task
+        self.random_state = random_state
+
+    def _check_params(self) -> None:
+        where = "EntityEmbeddingEncoder"
+        auto = isinstance(self.embedding_dim, str)
+        if (auto and self.embedding_dim != "auto") or (not auto and int(self.embedding_dim) < 1):
+            raise ConfigError(f"embedding_dim must be 'auto' or >= 1, got {self.embedding_dim!r}", where=where)
+        if self.task not in ("auto", "classification", "regression"):
+            raise ConfigError(f"task must be 'auto', 'classification' or 'regression', got {self.task!r}", where=where)
+        if min(self.epochs, self.batch_size, self.min_frequency, self.max_embedding_dim) < 1 or self.learning_rate <= 0:
+            raise ConfigError("epochs, batch_size, min_frequency, max_embedding_dim must be >= 1 and learning_rate > 0", where=where)
+
+    def _codes(self, frame: pd.DataFrame, where: str) -> np.ndarray:
+        """``(n, C)`` int64 rows of every column's categories; unseen, rare and missing -> the column's OOV row."""
+        codes = np.empty((len(frame), frame.shape[1]), dtype=np.int64)
+        for j in range(frame.shape[1]):  # loop over columns, vectorized over rows
+            name = str(self.feature_names_out_base_[j])
+            present, values = _column(frame.iloc[:, j], name, where)
+            if j < len(getattr(self, "kinds_", [])) and present.any():
+                kind = "str" if values.dtype == object and isinstance(values[present][0], str) else "other"
+                if kind != self.kinds_[j]:
+                    raise DataError(f"column {name!r} holds {'strings' if kind == 'str' else 'non-strings'} but held "
+                                    f"{'strings' if self.kinds_[j] == 'str' else 'non-strings'} at fit", where=where,
+                                    fix="pass the same column types as at fit")
+            index = self.categories_[j].get_indexer(values)
+            codes[:, j] = np.where(present & (index >= 0), index, len(self.categories_[j]))
+        return codes
+
+    def fit(self, X: Any, y: Any = None) -> EntityEmbeddingEncoder:
+        self._check_params()
+        if y is None:
+            raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y is None")
+        frame = _frame(X)
+        validate_data(self, X, reset=True, skip_check_array=True)
+        if frame.shape[0] == 0 or frame.shape[1] == 0:
+            raise DataError(f"empty input: {frame.shape[0]} sample(s), {frame.shape[1]} feature(s) (shape={frame.shape}) while a "
+                            "minimum of 1 is required.".replace(f"(shape={frame.shape})", f"(shape=({frame.shape[0]}, {frame.shape[1]}))"),
+                            where="EntityEmbeddingEncoder.fit", fix="pass at least one row and one column")
+        y = np.asarray(y)
+        if len(y) != len(frame):
+            raise DataError(f"X has {len(frame)} rows but y has {len(y)}", where="EntityEmbeddingEncoder.fit")
+        self.feature_names_out_base_ = np.asarray(getattr(self, "feature_names_in_", [f"x{j}" for j in range(frame.shape[1])]), dtype=object)
+        self.categories_, self.kinds_ = [], []
+        for j in range(frame.shape[1]):  # loop over columns
+            name = str(self.feature_names_out_base_[j])
+            present, values = _column(frame.iloc[:, j], name, "EntityEmbeddingEncoder.fit")
+            if not present.any():
+                raise DataError(f"column {name!r} has only missing values", where="EntityEmbeddingEncoder.fit",
+                                fix="drop the column or fill it")
+            kept, counts = np.unique(values[present].astype(object if values.dtype == object else values.dtype), return_counts=True)
+            self.categories_.append(pd.Index(kept[counts >= self.min_frequency]))
+            self.kinds_.append("str" if values.dtype == object and isinstance(values[present][0], str) else "other")
+        codes = torch.from_numpy(self._codes(frame, "EntityEmbeddingEncoder.fit"))
+        target, loss_fn, out_dim = self._target(y)
+        sizes = [len(c) + 1 for c in self.categories_]
+        if self.embedding_dim == "auto":
+            self.embedding_dims_ = [min(self.max_embedding_dim, max(1, math.ceil(s / 2))) for s in sizes]
+        else:
+            self.embedding_dims_ = [int(self.embedding_dim)] * len(sizes)
+        seed = int(np.random.RandomState(self.random_state).randint(2**31 - 1))
+        with torch.random.fork_rng(devices=[]):  # seeded init; the global RNG state is restored
+            torch.manual_seed(seed)
+            network = _Network(sizes, self.embedding_dims_, list(self.hidden_dims), out_dim)
+        generator = torch.Generator().manual_seed(seed)
+        optimizer = torch.optim.Adam(network.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay)
+        for _ in range(self.epochs):
+            order = torch.randperm(len(codes), generator=generator)
+            for start in range(0, len(codes), self.batch_size):
+                rows = order[start : start + self.batch_size]
+                loss = loss_fn(network(codes[rows]), target[rows])
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+        self.embeddings_ = [emb.weight.detach().numpy().astype(np.float64) for emb in network.embeddings]
+        self.network_ = network.eval()
+        return self
+
+    def _target(self, y: np.ndarray) -> tuple[torch.Tensor, Any, int]:
+        kind = type_of_target(y, input_name="y", raise_unknown=True) if self.task == "auto" else self.task
+        if kind in ("binary", "multiclass", "classification"):
+            self.classes_, encoded = np.unique(y, return_inverse=True)
+            if len(self.classes_) < 2:
+                raise DataError("y has a single class (one class)", where="EntityEmbeddingEncoder.fit", fix="pass a target with two or more classes")
+            if len(self.classes_) == 2:
+                return torch.tensor(encoded, dtype=torch.float32).unsqueeze(1), nn.BCEWithLogitsLoss(), 1
+            return torch.tensor(encoded, dtype=torch.long), nn.CrossEntropyLoss(), len(self.classes_)
+        if kind in ("continuous", "regression"):
+            values = y.astype(np.float64)
+            if not np.isfinite(values).all():
+                raise DataError("y has NaN or infinite values", where="EntityEmbeddingEncoder.fit", fix="drop those rows")
+            std = values.std() or 1.0
+            return torch.tensor((values - values.mean()) / std, dtype=torch.float32).unsqueeze(1), nn.MSELoss(), 1
+        raise DataError(f"unsupported target type {kind!r}", where="EntityEmbeddingEncoder.fit",
+                        fix="pass a 1-D classification or regression target, or set task=")
+
+    def transform(self, X: Any) -> np.ndarray:
+        check_is_fitted(self, "embeddings_")
+        if hasattr(self, "feature_names_in_") and hasattr(X, "columns"):
+            missing = [c for c in self.feature_names_in_ if c not in list(X.columns)]
+            if missing:
+                raise DataError(f"missing column(s) {missing}", where="EntityEmbeddingEncoder.transform",
+                                fix=f"pass the columns seen at fit: {list(self.feature_names_in_)}")
+        frame = _frame(X)
+        validate_data(self, X, reset=False, skip_check_array=True)
+        if frame.shape[0] == 0:
+            raise DataError("cannot transform an empty input", where="EntityEmbeddingEncoder.transform", fix="pass at least one row")
+        codes = self._codes(frame, "EntityEmbeddingEncoder.transform")
+        return np.hstack([table[codes[:, j]] for j, table in enumerate(self.embeddings_)])  # (n, sum D)
+
+    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
+        check_is_fitted(self, "embeddings_")
+        names = self.feature_names_out_base_ if input_features is None else np.asarray(input_features, dtype=object)
+        return np.asarray([f"{name}_emb{k}" for name, d in zip(names, self.embedding_dims_) for k in range(d)], dtype=object)
+
+    def __sklearn_tags__(self):  # noqa: ANN204
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True
+        tags.input_tags.categorical = True
+        tags.input_tags.string = True
+        tags.target_tags.required = True
+        tags.transformer_tags.preserves_dtype = []
+        return tags

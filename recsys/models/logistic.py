@@ -1,0 +1,117 @@
+"""Logistic regression for CTR, and ``CTRModel``: the sparse arch FM and DeepFM build on.
+
+Every categorical field gets one row of width ``1 + embedding_dim`` in a fused
+:class:`~recsys.embeddings.EmbeddingCollection`: column 0 is the field value's first-order weight,
+columns ``1:`` its embedding. One lookup (one ``embedding_bag`` call, sparse gradients) serves the
+linear term and every interaction part that reads the embeddings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from recsys.data.ctr_batches import ctr_frame
+from recsys.data.features import FeaturePipeline
+from recsys.embeddings.collection import EmbeddingCollection
+from recsys.embeddings.config import EmbeddingField
+from recsys.embeddings.jagged import KeyedJagged
+from recsys.errors import ConfigError, DataError
+from recsys.models.base import Recommender
+
+if TYPE_CHECKING:
+    from recsys.data.interactions import Interactions
+
+__all__ = ["CTRModel", "LogisticRegression"]
+
+
+class CTRModel(Recommender):
+    """Base of the CTR models: batches ``{"ids", "bag_values", "bag_offsets", "dense", "labels"}`` -> logits.
+
+    Tables are sized by the data: ``prepare(train)`` fits ``features`` on the training split (if not fitted
+    yet) and calls ``build``; a fitted pipeline builds at construction. Without a pipeline (libsvm data,
+    pre-encoded ids) call ``build(fields, num_dense)`` directly. Subclasses add parts in ``build_head``
+    and define ``predict``; the loss is binary cross-entropy on the logits.
+    """
+
+    def __init__(self, features: FeaturePipeline | None = None, embedding_dim: int = 16, sparse: bool = True,
+                 init_std: float = 1e-2, seed: int = 0) -> None:
+        super().__init__()
+        if embedding_dim < 0 or init_std <= 0:
+            raise ConfigError(f"need embedding_dim >= 0 and init_std > 0, got {embedding_dim}, {init_std}",
+                              where=type(self).__name__, fix="set model.module.embedding_dim / init_std")
+        self.features, self.embedding_dim, self.sparse, self.init_std, self.seed = features, embedding_dim, sparse, init_std, seed
+        self.bias = nn.Parameter(torch.zeros(1))
+        self.embeddings: EmbeddingCollection | None = None
+        self.dense_linear: nn.Linear | None = None
+        if features is not None and features.fitted:
+            self.build(features.embedding_fields(embedding_dim), features.num_dense)
+
+    def prepare(self, train: Interactions) -> None:
+        if self.embeddings is not None:
+            return
+        if self.features is None:
+            raise ConfigError(f"{type(self).__name__} has no feature pipeline to size its tables from",
+                              where=f"{type(self).__name__}.prepare", fix="pass features=FeaturePipeline([...]) or call build(fields)")
+        if not self.features.fitted:
+            self.features.fit(ctr_frame(train))
+        self.build(self.features.embedding_fields(self.embedding_dim), self.features.num_dense)
+
+    def build(self, fields: Sequence[EmbeddingField], num_dense: int = 0) -> None:
+        """Create the tables (``fields``' sizes and pooling; the width is this model's) and the dense parts."""
+        fields = [replace(f, embedding_dim=self.embedding_dim + 1) for f in fields]
+        generator = torch.Generator().manual_seed(self.seed)
+        self.embeddings = EmbeddingCollection(fields, sparse=self.sparse, init_std=self.init_std, generator=generator)
+        self.num_fields, self.num_dense = len(fields), num_dense
+        self.dense_linear = nn.Linear(num_dense, 1, bias=False) if num_dense else None
+        self.build_head(len(fields), num_dense)
+        self.to(self.bias.device)
+
+    def build_head(self, num_fields: int, num_dense: int) -> None:
+        """Subclasses create the parts that depend on the number of fields here."""
+
+    def embed(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+        """First-order logit ``(B,)`` (bias + weights + dense linear) and the field embeddings ``(B, F, D)``."""
+        if self.embeddings is None:
+            raise ConfigError(f"{type(self).__name__} has no tables yet", where=f"{type(self).__name__}.embed",
+                              fix="call prepare(train) or build(fields) before training or predicting")
+        bags = None
+        if self.embeddings.pooled_names:
+            bags = KeyedJagged(self.embeddings.pooled_names, batch["bag_values"], batch["bag_offsets"])
+        rows = self.embeddings(batch["ids"] if self.embeddings.single_names else None, bags)  # (B, F, 1 + D)
+        first = rows[..., 0].sum(1) + self.bias  # (B,)
+        if self.dense_linear is not None:
+            dense = batch.get("dense")
+            if dense is None or dense.dim() != 2 or dense.shape[1] != self.num_dense:
+                raise DataError(f"expected dense features (B, {self.num_dense}), got "
+                                f"{None if dense is None else tuple(dense.shape)}", where=f"{type(self).__name__}.embed")
+            first = first + self.dense_linear(dense).squeeze(-1)
+        return first, rows[..., 1:]  # (B,), (B, F, D)
+
+    def loss(self, batch: dict[str, Tensor]) -> Tensor:
+        return F.binary_cross_entropy_with_logits(self.predict(batch), batch["labels"].float())
+
+
+class LogisticRegression(CTRModel):
+    """``logit = bias + sum of the first-order weights of the row's field values + w . dense``.
+
+    >>> model = LogisticRegression()
+    >>> model.build([EmbeddingField("user", 10, 1), EmbeddingField("genres", 5, 1, pooling="mean")])
+    >>> batch = {"ids": torch.tensor([[1], [2]]), "bag_values": torch.tensor([0, 3, 4]),
+    ...          "bag_offsets": torch.tensor([0, 2, 3]), "labels": torch.tensor([1.0, 0.0])}
+    >>> model.predict(batch).shape, model.loss(batch).shape
+    (torch.Size([2]), torch.Size([]))
+    """
+
+    def __init__(self, features: FeaturePipeline | None = None, sparse: bool = True, init_std: float = 1e-2,
+                 seed: int = 0) -> None:
+        super().__init__(features, embedding_dim=0, sparse=sparse, init_std=init_std, seed=seed)
+
+    def predict(self, batch: dict[str, Tensor]) -> Tensor:
+        first, _ = self.embed(batch)
+        return first  # (B,)

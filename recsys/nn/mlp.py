@@ -1,0 +1,49 @@
+"""MLP block: Linear -> [BatchNorm] -> activation -> [Dropout], repeated, optional output layer."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from torch import Tensor, nn
+
+from recsys.errors import ConfigError
+
+__all__ = ["MLP"]
+
+_ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid}
+
+
+class MLP(nn.Module):
+    """Feed-forward tower ``in_dim -> hidden_dims... [-> out_dim]`` (no activation after the output layer).
+
+    >>> import torch
+    >>> mlp = MLP(8, hidden_dims=(16, 4), out_dim=1, dropout=0.1)
+    >>> mlp(torch.zeros(2, 8)).shape
+    torch.Size([2, 1])
+    """
+
+    def __init__(self, in_dim: int, hidden_dims: Sequence[int] = (256, 128), out_dim: int | None = None,
+                 activation: str = "relu", dropout: float = 0.0, batch_norm: bool = False) -> None:
+        super().__init__()
+        if in_dim <= 0 or any(h <= 0 for h in hidden_dims) or (out_dim is not None and out_dim <= 0):
+            raise ConfigError(f"layer sizes must be positive, got in_dim={in_dim}, hidden_dims={list(hidden_dims)}, "
+                              f"out_dim={out_dim}", where="MLP", fix="use positive sizes")
+        if activation not in _ACTIVATIONS or not 0.0 <= dropout < 1.0:
+            raise ConfigError(f"need activation in {sorted(_ACTIVATIONS)} and 0 <= dropout < 1, got {activation!r}, {dropout}",
+                              where="MLP")
+        layers: list[nn.Module] = []
+        for size in hidden_dims:  # build time
+            layers.append(nn.Linear(in_dim, size))
+            if batch_norm:
+                layers.append(nn.BatchNorm1d(size))
+            layers.append(_ACTIVATIONS[activation]())
+            if dropout > 0:
+                layers.append(nn.Dropout(dropout))
+            in_dim = size
+        if out_dim is not None:
+            layers.append(nn.Linear(in_dim, out_dim))
+        self.layers = nn.Sequential(*layers)
+        self.out_features = in_dim if out_dim is None else out_dim
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.layers(x)  # (B, out_features)
