@@ -50,7 +50,7 @@ class CTRModel(Recommender):
         self.embeddings: EmbeddingCollection | None = None
         self.dense_linear: nn.Linear | None = None
         if features is not None and features.fitted:
-            self.build(features.embedding_fields(embedding_dim), features.num_dense)
+            self.build(features.embedding_fields(embedding_dim + 1), features.num_dense)
 
     def prepare(self, train: Interactions) -> None:
         if self.embeddings is not None:
@@ -60,7 +60,7 @@ class CTRModel(Recommender):
                               where=f"{type(self).__name__}.prepare", fix="pass features=FeaturePipeline([...]) or call build(fields)")
         if not self.features.fitted:
             self.features.fit(ctr_frame(train))
-        self.build(self.features.embedding_fields(self.embedding_dim), self.features.num_dense)
+        self.build(self.features.embedding_fields(self.embedding_dim + 1), self.features.num_dense)
 
     def build(self, fields: Sequence[EmbeddingField], num_dense: int = 0) -> None:
         """Create the tables (``fields``' sizes and pooling; the width is this model's) and the dense parts."""
