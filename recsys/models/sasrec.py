@@ -1,0 +1,223 @@
+"""SASRec (Kang & McAuley 2018): causal self-attention over a user's item sequence, next item at every position.
+
+Three losses (Petrov & Macdonald 2022; Klenitskiy & Vasilev 2023 show the choice matters more than the
+architecture): ``"bce"`` with sampled negatives (the paper), ``"sampled_softmax"`` over the target and
+``S`` negatives, ``"ce"``: full softmax cross-entropy over all items (best; no negatives needed).
+This file also holds :class:`SequentialRecommender`, the inference API shared with BERT4Rec.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import polars as pl
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from recsys.data.ids import ITEM_SHIFT, PADDING_INDEX
+from recsys.errors import ConfigError, DataError
+from recsys.models.base import Recommender
+from recsys.nn.transformer import PositionalEmbedding, TransformerEncoder
+
+if TYPE_CHECKING:
+    from recsys.data.interactions import Interactions
+    from recsys.data.vocabulary import Vocabulary
+
+
+# losses: hidden states h (M, D) of the M positions with a target, targets (M,) and negatives (M, S)
+# in the padded layout (item index + 1), the item table W (N + 2, D) whose rows 1..N are the items.
+def bce_loss(h: Tensor, targets: Tensor, negatives: Tensor | None, weight: Tensor) -> Tensor:
+    """``mean over positions of -log s(h.w_t) - sum_s log s(-h.w_s)`` (SASRec paper)."""
+    positive = (h * weight[targets]).sum(-1)  # (M,)
+    negative = torch.einsum("md,msd->ms", h, weight[negatives])  # (M, S)
+    return -(F.logsigmoid(positive) + F.logsigmoid(-negative).sum(1)).mean()
+
+
+def sampled_softmax_loss(h: Tensor, targets: Tensor, negatives: Tensor | None, weight: Tensor) -> Tensor:
+    """Cross-entropy of the target against its ``S`` sampled negatives (uniform, so no logQ correction)."""
+    positive = (h * weight[targets]).sum(-1, keepdim=True)  # (M, 1)
+    negative = torch.einsum("md,msd->ms", h, weight[negatives])  # (M, S)
+    logits = torch.cat([positive, negative], dim=1)  # (M, 1 + S)
+    return F.cross_entropy(logits, torch.zeros_like(targets))
+
+
+def full_softmax_loss(h: Tensor, targets: Tensor, negatives: Tensor | None, weight: Tensor) -> Tensor:
+    """Cross-entropy over all ``N`` items (Klenitskiy & Vasilev 2023)."""
+    logits = h @ weight[ITEM_SHIFT : weight.shape[0] - 1].T  # (M, N): drop padding and mask rows
+    return F.cross_entropy(logits.float(), targets - ITEM_SHIFT)
+
+
+LOSSES = {"bce": bce_loss, "sampled_softmax": sampled_softmax_loss, "ce": full_softmax_loss}
+
+
+class SequentialRecommender(Recommender):
+    """Inference shared by sequence models: scores from each user's recent items, top-K by original ids.
+
+    Subclasses define ``item_embedding`` (an ``nn.Embedding`` of ``num_items + 2`` rows: padding,
+    items, mask), ``history_len`` (how many recent items they read) and ``score_sequences(seqs (B, T))
+    -> (B, N)``. ``prepare(train)`` keeps the item vocabulary for :meth:`recommend`.
+    """
+
+    num_items: int
+    history_len: int
+    items_: Vocabulary | None = None
+
+    def prepare(self, train: Interactions) -> None:
+        self.items_ = train.items
+
+    def score_sequences(self, sequences: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def _sequences(self, history: Interactions) -> Tensor:
+        """``history.padded_sequences(history_len)`` computed once per history object."""
+        cached = getattr(self, "_cache", None)
+        if cached is None or cached[0] is not history:
+            self._cache = (history, history.padded_sequences(self.history_len))
+        return self._cache[1]
+
+    def score_users(self, users: Tensor, history: Interactions) -> Tensor:
+        sequences = self._sequences(history)[users.cpu()]  # (B, T)
+        first = int((sequences != PADDING_INDEX).any(0).int().argmax())  # drop all-padding columns (exact)
+        return self.score_sequences(sequences[:, first:].to(self.device))  # (B, N)
+
+    def recommend(self, history: Sequence[Any], k: int = 10, skip_unknown: bool = False,
+                  filter_already_liked_items: bool = True) -> tuple[list[Any], Tensor]:
+        """Top-``k`` original item ids and their scores for one history of original item ids (oldest first).
+
+        Unknown ids raise a :class:`DataError` unless ``skip_unknown`` drops them.
+        """
+        if self.items_ is None:
+            raise ConfigError("the model has no item vocabulary", where=f"{type(self).__name__}.recommend",
+                              fix="call model.prepare(train) (done by recsys-train) before recommend")
+        ids = pl.Series("id", list(history))
+        if skip_unknown and len(ids):
+            ids = ids.filter(ids.is_in(self.items_.ids.cast(ids.dtype, strict=False)))
+        if not len(ids):
+            raise DataError("empty history", where=f"{type(self).__name__}.recommend",
+                            fix="pass at least one known item id (popularity serves users without history)")
+        index = self.items_.to_index(ids)[-self.history_len :]  # (L,), raises on unknown ids
+        sequence = torch.full((1, self.history_len), PADDING_INDEX, dtype=torch.long)
+        sequence[0, self.history_len - index.numel() :] = index + ITEM_SHIFT
+        self.eval()
+        with torch.no_grad():
+            scores = self.score_sequences(sequence.to(self.device))[0].float().cpu()  # (N,)
+        if filter_already_liked_items:
+            scores[index] = float("-inf")
+        top = scores.topk(min(k, self.num_items))
+        return self.items_.to_original(top.indices), top.values
+
+    def recommend_users(self, history: Interactions, users: Tensor | None = None, k: int = 10,
+                        batch_size: int = 1024, filter_already_liked_items: bool = True) -> tuple[Tensor, Tensor]:
+        """Top-``k`` item indices and scores ``(U, K)`` for ``users`` (default all) of a dataset, in batches.
+
+        Map indices to original ids with ``history.items.to_original``.
+        """
+        users = torch.arange(history.num_users) if users is None else users.cpu()
+        seen = history.user_item_matrix()
+        crow, col = seen.crow_indices(), seen.col_indices()
+        self.eval()
+        indices, values = [], []
+        with torch.no_grad():
+            for start in range(0, users.numel(), batch_size):
+                batch = users[start : start + batch_size]  # (B,)
+                scores = self.score_users(batch, history).float().cpu()  # (B, N)
+                if filter_already_liked_items:
+                    start, lens = crow[batch], crow[batch + 1] - crow[batch]
+                    rows = torch.repeat_interleave(torch.arange(batch.numel()), lens)  # (nnz,)
+                    offset = torch.arange(rows.numel()) - torch.repeat_interleave(lens.cumsum(0) - lens, lens)
+                    scores[rows, col[start[rows] + offset]] = float("-inf")
+                top = scores.topk(min(k, self.num_items), dim=1)
+                indices.append(top.indices)
+                values.append(top.values)
+        return torch.cat(indices), torch.cat(values)
+
+    def _init_weights(self, module: nn.Module) -> None:
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, std=self.init_std)
+            if isinstance(module, nn.Linear) and module.bias is not None:
+                nn.init.zeros_(module.bias)
+            if isinstance(module, nn.Embedding) and module.padding_idx is not None:
+                nn.init.zeros_(module.weight[module.padding_idx])
+
+
+def check_sizes(where: str, **sizes: int) -> None:
+    for name, value in sizes.items():
+        if value is None or value <= 0:
+            raise ConfigError(f"{name} must be positive, got {value}", where=where, fix=f"set model.module.{name} >= 1")
+
+
+def check_ids(inputs: Tensor, high: int, where: str) -> None:
+    """DataError for ids outside ``[0, high)`` (checked on CPU only: on CUDA it would sync every step)."""
+    if not inputs.is_cuda and inputs.numel() and (int(inputs.min()) < 0 or int(inputs.max()) >= high):
+        raise DataError(f"item ids out of range [0, {high - 1}] in the padded layout (item index + 1, 0 = padding)",
+                        where=where, fix="build sequences with Interactions.padded_sequences or the model's batches")
+
+
+class SASRec(SequentialRecommender):
+    """Causal Transformer over the last ``max_len`` items; the output at position t scores item t + 1.
+
+    Input and output item embeddings are tied; positions are learned and right-aligned (the most
+    recent item always has the last position). Batches come from
+    :class:`recsys.data.sequence_batches.NextItemBatches` (``negatives`` for ``bce`` and
+    ``sampled_softmax``, none needed for ``ce``).
+
+    >>> model = SASRec(num_items=6, max_len=4, embedding_dim=8, loss="ce")
+    >>> batch = {"inputs": torch.tensor([[0, 1, 2, 3]]), "targets": torch.tensor([[0, 2, 3, 4]])}
+    >>> model.loss(batch).shape, model.score_sequences(torch.tensor([[0, 0, 1, 2]])).shape
+    (torch.Size([]), torch.Size([1, 6]))
+    """
+
+    def __init__(
+        self,
+        num_items: int,
+        max_len: int = 50,
+        embedding_dim: int = 64,
+        num_layers: int = 2,
+        num_heads: int = 1,
+        hidden_dim: int | None = None,
+        dropout: float = 0.2,
+        attention_dropout: float | None = None,
+        activation: str = "gelu",
+        norm_first: bool = True,
+        loss: str = "ce",
+        init_std: float = 0.02,
+    ) -> None:
+        super().__init__()
+        check_sizes("SASRec", num_items=num_items, max_len=max_len, embedding_dim=embedding_dim)
+        if loss not in LOSSES:
+            raise ConfigError(f"unknown loss {loss!r}", where="SASRec(loss=...)", fix=f"use one of {sorted(LOSSES)}")
+        self.num_items, self.max_len, self.history_len = num_items, max_len, max_len
+        self.loss_name, self.init_std = loss, init_std
+        self.item_embedding = nn.Embedding(num_items + 2, embedding_dim, padding_idx=PADDING_INDEX)  # + padding, mask
+        self.position = PositionalEmbedding(max_len, embedding_dim)
+        self.dropout = nn.Dropout(dropout)
+        self.encoder = TransformerEncoder(num_layers, embedding_dim, num_heads, hidden_dim or embedding_dim, dropout,
+                                          attention_dropout, activation, norm_first, causal=True)
+        self.apply(self._init_weights)
+
+    def encode(self, inputs: Tensor) -> Tensor:
+        """Hidden states ``(B, T, D)`` of left-padded item sequences ``(B, T)`` (index + 1, 0 = padding)."""
+        if inputs.dim() != 2 or inputs.shape[1] == 0:
+            raise DataError(f"expected a (B, T) batch of sequences with T >= 1, got {tuple(inputs.shape)}",
+                            where="SASRec.encode", fix="pass left-padded sequences from padded_sequences(max_len)")
+        check_ids(inputs, self.num_items + 1, "SASRec.encode")
+        x = self.item_embedding(inputs) + self.position(inputs.shape[1], right_aligned=True)  # (B, T, D)
+        return self.encoder(self.dropout(x), attention_mask=inputs != PADDING_INDEX)
+
+    def loss(self, batch: dict[str, Tensor]) -> Tensor:
+        targets = batch["targets"]  # (B, T)
+        valid = targets != PADDING_INDEX
+        h = self.encode(batch["inputs"])[valid]  # (M, D)
+        negatives = batch.get("negatives")
+        if self.loss_name != "ce":
+            if negatives is None:
+                raise DataError(f"loss {self.loss_name!r} needs sampled negatives", where="SASRec.loss",
+                                fix="set model.batches.num_negatives >= 1")
+            negatives = negatives[valid]  # (M, S)
+        return LOSSES[self.loss_name](h, targets[valid], negatives, self.item_embedding.weight)
+
+    def score_sequences(self, sequences: Tensor) -> Tensor:
+        h = self.encode(sequences)[:, -1]  # (B, D): the most recent position
+        return h @ self.item_embedding.weight[ITEM_SHIFT : self.num_items + ITEM_SHIFT].T  # (B, N)
