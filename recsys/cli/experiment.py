@@ -18,7 +18,7 @@ from recsys.benchmarks.table import format_table
 from recsys.errors import ConfigError, RecsysError
 from recsys.evaluation import RankingEvaluator
 from recsys.models import Popularity, Recommender
-from recsys.training import seed_everything
+from recsys.training import is_main_process, seed_everything
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +83,8 @@ def run_experiment(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
 
     resolved = OmegaConf.to_container(cfg, resolve=True)
     resolved["model"]["module"].update({k: v for k, v in sizes.items() if k in resolved["model"]["module"]})
-    write_atomic(run_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(resolved)))
+    if is_main_process():
+        write_atomic(run_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(resolved)))
 
     result = trainer.fit(
         model, batches, optimizer,
@@ -109,7 +110,8 @@ def run_experiment(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         popularity.prepare(history)
         summary["popularity_test"] = evaluator.evaluate_model(popularity, history, split.test)
     summary["total_seconds"] = round(time.perf_counter() - started, 3)
-    write_atomic(run_dir / "metrics.json", json.dumps(summary, indent=2))
+    if is_main_process():
+        write_atomic(run_dir / "metrics.json", json.dumps(summary, indent=2))
     return summary
 
 

@@ -13,6 +13,7 @@ from omegaconf import DictConfig
 from recsys.cli.config_dir import config_dir
 from recsys.cli.experiment import results_table, run_experiment
 from recsys.errors import RecsysError
+from recsys.training import destroy_distributed, is_distributed, is_main_process
 
 USAGE_ERROR = 2
 
@@ -21,10 +22,16 @@ def _run(cfg: DictConfig) -> None:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
         summary = run_experiment(cfg, run_dir)
+        main_process = is_main_process()  # read before the process group is torn down
     except RecsysError as error:
         shutil.rmtree(run_dir, ignore_errors=True)
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(USAGE_ERROR) from None
+    finally:
+        if is_distributed():
+            destroy_distributed()
+    if not main_process:
+        return
     print(
         f"\n{summary['model']} on {summary['dataset']} ({summary['num_users']:,} users, {summary['num_items']:,} items), "
         f"best epoch {summary['best_epoch']}, trained in {summary['train_seconds']:.1f} s"
