@@ -1,0 +1,103 @@
+"""EASE (Steck 2019): a closed-form item-item model, ``B = I - P / diag(P)``, ``P = (X^T X + reg I)^-1``."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor
+
+from recsys.errors import ConfigError, DataError
+from recsys.models.als import keyed, pick_device
+from recsys.models.base import Recommender
+
+if TYPE_CHECKING:
+    from recsys.data.interactions import Interactions
+    from recsys.data.vocabulary import Vocabulary
+    from recsys.embeddings.table import KeyedEmbedding
+
+log = logging.getLogger(__name__)
+
+
+class EASE(Recommender):
+    """Embarrassingly shallow autoencoder: score = ``x_u B`` with a zero-diagonal item-item ``B`` (N, N).
+
+    ``B`` minimizes ``||X - X B||^2 + reg ||B||^2`` subject to ``diag(B) = 0`` in closed form; the
+    scores of a user come from the items in ``history`` (so validation items count at test time).
+    Memory and time are ``O(N^2)`` and ``O(N^3)``: for catalogues up to a few ten thousand items.
+
+    >>> import polars as pl
+    >>> from recsys.data.frame import from_frame
+    >>> data = from_frame(pl.DataFrame({"user": [0, 0, 1, 1, 2], "item": [0, 1, 1, 2, 0]}))
+    >>> model = EASE(num_items=3, reg=1.0)
+    >>> model.prepare(data)
+    >>> model.weights.diagonal().abs().max().item()
+    0.0
+    >>> model.score_users(torch.tensor([0, 2]), history=data).shape
+    torch.Size([2, 3])
+    """
+
+    def __init__(self, num_items: int, reg: float = 500.0, values: str = "ones", device: str = "auto") -> None:
+        super().__init__()
+        if not isinstance(num_items, int) or num_items <= 0:
+            raise ConfigError(f"num_items must be a positive int, got {num_items!r}", where="EASE", fix="set model.module.num_items > 0")
+        if reg <= 0:
+            raise ConfigError(f"reg must be > 0, got {reg}", where="EASE", fix="set model.module.reg > 0 (e.g. 500)")
+        if values not in ("ones", "ratings"):
+            raise ConfigError(f"unknown values={values!r}", where="EASE", fix="values: ones|ratings")
+        self.num_items, self.reg, self.values, self.device_name = num_items, reg, values, device
+        self.register_buffer("weights", torch.zeros(num_items, num_items))  # (N, N) = B
+        self._history: tuple[int, Tensor] | None = None
+
+    def prepare(self, train: Interactions) -> None:
+        if train.num_interactions == 0:
+            raise DataError("the training split has no interactions", where=f"EASE.prepare({train.name!r})")
+        if train.num_items != self.num_items:
+            raise DataError(f"data has {train.num_items} items, model {self.num_items}", where="EASE.prepare",
+                            fix="build the model with the dataset's num_items")
+        device = pick_device(self.device_name)
+        x = self._matrix(train).to(device)  # (U, N) sparse
+        gram = (x.T @ x).to_dense() if x.is_sparse else x.T @ x  # (N, N)
+        gram.diagonal().add_(self.reg)
+        factor, info = torch.linalg.cholesky_ex(gram.double() if self.num_items <= 4096 else gram)
+        if int(info) > 0:
+            raise DataError("X^T X + reg I is not positive definite", where="EASE.prepare", fix="increase reg")
+        p = torch.cholesky_inverse(factor).float()  # (N, N)
+        b = p / -p.diagonal().unsqueeze(0)  # B_ij = -P_ij / P_jj
+        b.diagonal().zero_()
+        self.weights = b.to(self.weights.device)
+        self._history = None
+        log.info("EASE: %d items, reg %g", self.num_items, self.reg)
+
+    def _matrix(self, data: Interactions) -> Tensor:
+        """User-item matrix as a sparse COO (U, N) tensor."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            return data.user_item_matrix(self.values).to_sparse_coo().coalesce()
+
+    def score_users(self, users: Tensor, history: Interactions | None) -> Tensor:
+        if history is None:
+            raise DataError("EASE scores users from their history", where="EASE.score_users", fix="pass history=train split")
+        if self._history is None or self._history[0] != id(history):  # cache the history matrix per split
+            matrix = self._matrix(history).to_sparse_csr()
+            self._history = (id(history), matrix.crow_indices(), matrix.col_indices(), matrix.values())
+        _, crow, col, val = self._history
+        users = users.cpu()
+        start, lens = crow[users], crow[users + 1] - crow[users]  # (B,)
+        offsets = torch.arange(int(lens.sum())) - torch.repeat_interleave(lens.cumsum(0) - lens, lens)
+        entries = torch.repeat_interleave(start, lens) + offsets  # (nnz_B,) positions of the users' entries
+        sub_crow = torch.cat([lens.new_zeros(1), lens.cumsum(0)])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            rows = torch.sparse_csr_tensor(sub_crow, col[entries], val[entries], (len(users), self.num_items))
+            return rows.to(self.weights.device) @ self.weights  # (B, N)
+
+    def item_embeddings(self, items: Vocabulary) -> KeyedEmbedding:
+        """Rows of ``B`` (N-dimensional item-item weights) keyed by original item id."""
+        return keyed(items, self.weights)
+
+    def user_embeddings(self, users: Vocabulary, history: Interactions) -> KeyedEmbedding:
+        """Each user's scores ``x_u B`` (N-dimensional) keyed by original user id."""
+        return keyed(users, self.score_users(torch.arange(history.num_users), history))
