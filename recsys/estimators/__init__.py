@@ -1,0 +1,1 @@
+"""Estimator facades (scikit-learn / gensim style) over the library's models."""

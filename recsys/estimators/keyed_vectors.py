@@ -1,0 +1,218 @@
+"""``KeyedVectors``: trained vectors looked up by original key (gensim's ``wv``), with word2vec-format I/O."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Hashable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from recsys.errors import DataError
+
+_SHOWN = 5
+
+
+def _write_atomic(path: Path, write: Any) -> Path:
+    """Call ``write(tmp_path)`` then rename onto ``path``, so no half-written file is ever seen."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+class KeyedVectors:
+    """Vectors ``(V, D)`` keyed by tokens (strings or ints), answering ``most_similar`` and ``similarity``.
+
+    Row ``i`` belongs to ``index_to_key[i]``; ``vectors`` is a float32 numpy view of the torch table.
+
+    >>> wv = KeyedVectors(["a", "b", "c"], torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0]]))
+    >>> wv.most_similar("a", topn=1)
+    [('b', 0.9938...)]
+    >>> round(wv.similarity("a", "c"), 4), wv["c"].tolist(), "z" in wv
+    (0.0, [0.0, 1.0], False)
+    """
+
+    def __init__(self, keys: Sequence[Hashable], vectors: Tensor | np.ndarray) -> None:
+        table = torch.as_tensor(vectors).detach().float().cpu().contiguous()
+        keys = list(keys)
+        if table.dim() != 2 or table.shape[0] != len(keys):
+            raise DataError(f"vectors {tuple(table.shape)} do not have one row per key ({len(keys)} keys)", where="KeyedVectors", fix="pass a (len(keys), D) matrix")
+        self.index_to_key = keys
+        self.key_to_index = {key: i for i, key in enumerate(keys)}
+        if len(self.key_to_index) != len(keys):
+            raise DataError("keys are not unique", where="KeyedVectors", fix="pass one row per distinct key")
+        self.table = table  # (V, D)
+
+    @property
+    def vectors(self) -> np.ndarray:
+        return self.table.numpy()
+
+    @property
+    def vector_size(self) -> int:
+        return self.table.shape[1]
+
+    def __len__(self) -> int:
+        return len(self.index_to_key)
+
+    def __contains__(self, key: Hashable) -> bool:
+        return key in self.key_to_index
+
+    def __repr__(self) -> str:
+        return f"KeyedVectors(keys={len(self)}, vector_size={self.vector_size})"
+
+    def get_index(self, key: Hashable) -> int:
+        """Row of ``key``; a :class:`DataError` naming the key when it is unknown."""
+        index = self.key_to_index.get(key)
+        if index is None:
+            shown = self.index_to_key[:_SHOWN]
+            raise DataError(
+                f"key {key!r} is not in the vocabulary ({len(self)} keys, e.g. {shown})",
+                where="KeyedVectors",
+                fix="look up keys seen at least min_count times in the training corpus (check the key's type: 3 is not '3')",
+            )
+        return index
+
+    def rows(self, keys: Iterable[Hashable]) -> Tensor:
+        """Rows of ``keys`` (LongTensor); unknown keys raise."""
+        return torch.tensor([self.get_index(key) for key in keys], dtype=torch.long)
+
+    def __getitem__(self, key: Hashable | list) -> np.ndarray:
+        if isinstance(key, list):
+            return self.table[self.rows(key)].numpy()
+        return self.table[self.get_index(key)].numpy()
+
+    def unit_vectors(self) -> Tensor:
+        """L2-normalized rows ``(V, D)`` (zero rows stay zero)."""
+        return F.normalize(self.table, dim=1)
+
+    def similarity(self, a: Hashable, b: Hashable) -> float:
+        """Cosine similarity of two keys."""
+        unit = self.unit_vectors()
+        return float(unit[self.get_index(a)] @ unit[self.get_index(b)])
+
+    def most_similar(
+        self, positive: Hashable | list | None = None, negative: list | None = None, topn: int = 10
+    ) -> list[tuple[Hashable, float]]:
+        """The ``topn`` keys nearest by cosine to the mean of ``positive`` minus ``negative`` unit vectors.
+
+        The query keys themselves are left out, as in gensim.
+        """
+        positive = [] if positive is None else positive if isinstance(positive, list) else [positive]
+        negative = [] if negative is None else negative
+        if not positive and not negative:
+            raise DataError("most_similar needs at least one key", where="KeyedVectors.most_similar", fix="pass positive=key")
+        unit = self.unit_vectors()
+        plus, minus = self.rows(positive), self.rows(negative)
+        query = unit[plus].sum(0) - unit[minus].sum(0)  # (D,)
+        scores = unit @ F.normalize(query, dim=0)  # (V,)
+        scores[torch.cat([plus, minus])] = -torch.inf
+        k = min(topn, len(self) - len(set(positive) | set(negative)))
+        values, rows = scores.topk(max(k, 0))
+        return [(self.index_to_key[r], float(v)) for r, v in zip(rows.tolist(), values.tolist())]
+
+    # persistence -----------------------------------------------------------------------
+    def save_word2vec_format(self, path: str | Path, binary: bool = False) -> Path:
+        """Write the word2vec format (text or binary) that gensim's ``KeyedVectors.load_word2vec_format`` reads."""
+        keys = [str(key) for key in self.index_to_key]
+        bad = [key for key in keys if not key or any(c.isspace() for c in key)][:_SHOWN]
+        if bad:
+            raise DataError(f"keys {bad!r} are empty or contain whitespace", where="save_word2vec_format", fix="the word2vec format separates keys by whitespace: rename those keys")
+        header = f"{len(self)} {self.vector_size}\n"
+
+        def write(tmp: Path) -> None:
+            if binary:
+                with open(tmp, "wb") as file:
+                    file.write(header.encode())
+                    rows = self.table.numpy().astype("<f4")
+                    for key, row in zip(keys, rows):  # file I/O, one line per key
+                        file.write(key.encode() + b" " + row.tobytes() + b"\n")
+                return
+            columns = {"key": keys} | {f"v{j}": self.table[:, j].numpy() for j in range(self.vector_size)}
+            with open(tmp, "w") as file:
+                file.write(header)
+                pl.DataFrame(columns).write_csv(file, separator=" ", include_header=False, quote_style="never", float_precision=7)
+
+        return _write_atomic(Path(path), write)
+
+    @classmethod
+    def load_word2vec_format(cls, path: str | Path, binary: bool = False, key_type: type = str) -> KeyedVectors:
+        """Read a word2vec text or binary file (ours, gensim's, word2vec.c's); ``key_type=int`` for item ids."""
+        path = Path(path)
+        if not path.is_file():
+            raise DataError(f"file not found: {path}", where="KeyedVectors.load_word2vec_format", fix="check the path")
+        with open(path, "rb") as file:
+            head = file.readline().split()
+            if len(head) != 2 or not all(x.isdigit() for x in head):
+                raise DataError(f"bad header {b' '.join(head)!r}", where=str(path), fix="the first line of a word2vec file is '<count> <dimension>'")
+            count, dim = int(head[0]), int(head[1])
+            if binary:
+                keys, rows = [], np.empty((count, dim), dtype=np.float32)
+                for i in range(count):  # file I/O: keys have variable length
+                    key = bytearray()
+                    while (char := file.read(1)) not in (b" ", b""):
+                        if char != b"\n":
+                            key += char
+                    keys.append(key.decode())
+                    rows[i] = np.frombuffer(file.read(4 * dim), dtype="<f4")
+                vectors = rows
+            else:
+                lines = pl.Series(file.read().decode().splitlines()).str.strip_chars()
+                parts = lines.filter(lines != "").str.split(" ")
+                keys = parts.list.first().to_list()
+                try:
+                    vectors = parts.list.slice(1).cast(pl.List(pl.Float32)).list.to_array(dim).to_numpy()
+                except pl.exceptions.PolarsError as error:
+                    raise DataError(f"rows are not '<key> <{dim} numbers>': {error}", where=str(path), fix="check the file is in word2vec text format") from None
+        if len(keys) != count:
+            raise DataError(f"header says {count} vectors, found {len(keys)}", where=str(path), fix="check the file is complete")
+        try:
+            keys = [key_type(key) for key in keys]
+        except ValueError:
+            raise DataError(f"keys are not all {key_type.__name__}", where=str(path), fix="load with key_type=str") from None
+        return cls(keys, torch.from_numpy(np.ascontiguousarray(vectors)))
+
+    def save(self, path: str | Path) -> Path:
+        """Save to ``.npz`` (no pickle): keys, vectors."""
+        return _write_atomic(Path(path), lambda tmp: _save_npz(tmp, self.index_to_key, vectors=self.table.numpy()))
+
+    @classmethod
+    def load(cls, path: str | Path) -> KeyedVectors:
+        keys, arrays, _ = _load_npz(path)
+        return cls(keys, torch.from_numpy(arrays["vectors"]))
+
+    def to_keyed_embedding(self, freeze: bool = True) -> Any:
+        """The table as a :class:`recsys.embeddings.KeyedEmbedding` (integer keys only), e.g. to initialize a model."""
+        from recsys.embeddings.table import KeyedEmbedding
+
+        if not all(isinstance(key, (int, np.integer)) for key in self.index_to_key):
+            raise DataError("KeyedEmbedding needs integer keys", where="KeyedVectors.to_keyed_embedding", fix="train on integer item ids")
+        return KeyedEmbedding.from_pretrained(self.table, ids=np.asarray(self.index_to_key, dtype=np.int64), freeze=freeze)
+
+
+def _save_npz(path: Path, keys: Sequence[Hashable], meta: dict | None = None, **arrays: np.ndarray) -> None:
+    integer = all(isinstance(key, (int, np.integer)) for key in keys)
+    key_array = np.asarray(keys, dtype=np.int64) if integer else np.asarray([str(k) for k in keys], dtype=np.str_)
+    with open(path, "wb") as file:
+        np.savez(file, keys=key_array, meta=np.asarray(json.dumps(meta or {})), **arrays)
+
+
+def _load_npz(path: str | Path) -> tuple[list, dict[str, np.ndarray], dict]:
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"file not found: {path}", where="load", fix="pass a file written by save()")
+    with np.load(path, allow_pickle=False) as data:
+        arrays = {name: data[name] for name in data.files}
+    keys = arrays.pop("keys").tolist()
+    meta = json.loads(str(arrays.pop("meta")))
+    return keys, arrays, meta

@@ -1,0 +1,302 @@
+"""``Word2Vec``: skip-gram / CBOW with negative sampling in torch (CPU and CUDA), a gensim-style estimator.
+
+Training is minibatch Hogwild SGD, as in word2vec.c but vectorized: each epoch subsamples the
+corpus, draws every center's (dynamic) window at once, and processes ``batch_size`` centers per
+step. A step gathers the centers' context rows and their output rows (the center plus ``negative``
+noise tokens, shared by the contexts of one center as in Ji et al. 2016), computes the logistic
+gradients with batched matmuls and adds them back with ``index_add_`` into the touched rows only
+(no autograd, no optimizer state). The learning rate decays linearly from ``alpha`` to
+``min_alpha`` over all epochs. On CPU, ``workers`` threads run steps concurrently on the shared
+tables (Hogwild), each with one intra-op thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Hashable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import polars as pl
+import torch
+from torch import Tensor
+
+from recsys.data.skipgram import AliasSampler, draw_reach, keep_probabilities, noise_distribution, sentence_ids, window_contexts
+from recsys.errors import ConfigError, DataError
+from recsys.estimators.keyed_vectors import KeyedVectors, _load_npz, _save_npz, _write_atomic
+
+log = logging.getLogger(__name__)
+
+_CHUNK = 1 << 18  # centers whose contexts are materialized at once
+_GROUP = 8  # batches whose centers are sorted by window reach together
+
+
+def _chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    batch: list[Any] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``"auto"`` -> CUDA when available, else CPU."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def corpus_frame(corpus: Any) -> pl.DataFrame:
+    """Any supported corpus as a frame of ``sentence`` (int) and ``token`` columns, in sentence order.
+
+    Accepts a list of token lists (strings or ints), an :class:`~recsys.data.interactions.Interactions`
+    (each user's items in time order, keyed by original item id), or a pandas/polars frame with
+    ``user``, ``item`` and optionally ``timestamp`` columns (sorted by user, then time).
+    """
+    if hasattr(corpus, "item_index") and hasattr(corpus, "items"):  # Interactions, sorted by (user, time)
+        tokens = corpus.items.ids.gather(corpus.frame["item"])
+        return pl.DataFrame({"sentence": corpus.frame["user"], "token": tokens})
+    if isinstance(corpus, (pd.DataFrame, pl.DataFrame)):
+        frame = pl.from_pandas(corpus) if isinstance(corpus, pd.DataFrame) else corpus
+        missing = [c for c in ("user", "item") if c not in frame.columns]
+        if missing:
+            raise DataError(f"corpus frame lacks column(s) {missing}", where=f"Word2Vec.fit; columns: {frame.columns}", fix="pass a frame with user, item and optionally timestamp columns")
+        order = ["user", "timestamp"] if "timestamp" in frame.columns else ["user"]
+        frame = frame.sort(order, maintain_order=True)
+        return frame.select(pl.col("user").rank("dense").cast(pl.Int64).alias("sentence"), pl.col("item").alias("token"))
+    if isinstance(corpus, (list, tuple)):
+        if any(isinstance(s, (str, bytes)) for s in corpus[:100]):
+            raise DataError("the corpus is a list of strings, not a list of token lists", where="Word2Vec.fit", fix="split each sentence into tokens: [line.split() for line in lines]")
+        try:
+            series = pl.Series("token", [list(s) for s in corpus])
+        except (TypeError, pl.exceptions.PolarsError) as error:
+            raise DataError(f"cannot read the sentences as token lists: {error}", where="Word2Vec.fit", fix="pass a list of lists of str (or of int), one type throughout") from None
+        lengths = torch.from_numpy(series.list.len().to_numpy().astype(np.int64))
+        frame = pl.DataFrame({"sentence": sentence_ids(torch.cat([torch.zeros(1, dtype=torch.long), lengths.cumsum(0)])).numpy(), "token": series.explode().drop_nulls()}) if int(lengths.sum()) else pl.DataFrame({"sentence": [], "token": []})
+        return frame
+    raise DataError(f"cannot train on a {type(corpus).__name__}", where="Word2Vec.fit", fix="pass a list of token lists, an Interactions, or a (user, item, timestamp) DataFrame")
+
+
+class Word2Vec:
+    """Skip-gram (``sg=1``) or CBOW (``sg=0``) with negative sampling; gensim's hyperparameter names.
+
+    >>> corpus = [["a", "b", "c"], ["x", "y", "z"]] * 200
+    >>> model = Word2Vec(vector_size=8, window=2, min_count=1, sample=0, epochs=5, seed=0).fit(corpus)
+    >>> len(model.wv), model.wv.vector_size, model.most_similar("a", topn=1)[0][0] in ("b", "c")
+    (6, 8, True)
+    """
+
+    def __init__(
+        self,
+        vector_size: int = 100,
+        window: int = 5,
+        negative: int = 5,
+        sg: int = 1,
+        min_count: int = 5,
+        sample: float = 1e-3,
+        epochs: int = 5,
+        alpha: float = 0.025,
+        min_alpha: float = 0.0001,
+        ns_exponent: float = 0.75,
+        shrink_windows: bool = True,
+        basket: bool = False,
+        batch_size: int = 256,
+        workers: int = 2,
+        seed: int = 1,
+        device: str = "auto",
+    ) -> None:
+        self.vector_size, self.window, self.negative, self.sg = vector_size, window, negative, sg
+        self.min_count, self.sample, self.epochs, self.alpha, self.min_alpha = min_count, sample, epochs, alpha, min_alpha
+        self.ns_exponent, self.shrink_windows, self.basket = ns_exponent, shrink_windows, basket
+        self.batch_size, self.workers, self.seed, self.device = batch_size, workers, seed, device
+
+    def _check_params(self) -> None:
+        positive = {"vector_size": self.vector_size, "window": self.window, "negative": self.negative, "epochs": self.epochs, "batch_size": self.batch_size, "workers": self.workers, "min_count": self.min_count}
+        for name, value in positive.items():
+            if int(value) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {value}", where="Word2Vec", fix=f"set {name} to a positive integer")
+        if self.sg not in (0, 1):
+            raise ConfigError(f"sg must be 0 (CBOW) or 1 (skip-gram), got {self.sg}", where="Word2Vec", fix="set sg=1 or sg=0")
+        if not 0 < self.alpha or not 0 <= self.min_alpha <= self.alpha:
+            raise ConfigError(f"need 0 <= min_alpha <= alpha and alpha > 0, got {self.alpha}, {self.min_alpha}", where="Word2Vec", fix="e.g. alpha=0.025, min_alpha=0.0001")
+
+    # vocabulary ---------------------------------------------------------------------------
+    def _vocabulary(self, frame: pl.DataFrame) -> tuple[list, Tensor, Tensor, Tensor]:
+        """Keys by descending count, their counts, and the corpus as (tokens, offsets) of kept tokens."""
+        if frame.height == 0:
+            raise DataError("the corpus is empty", where="Word2Vec.fit", fix="pass at least one non-empty sentence")
+        counts = frame.group_by("token").len().filter(pl.col("len") >= self.min_count)
+        if counts.height == 0:
+            top = frame["token"].value_counts(sort=True).row(0)
+            raise DataError(
+                f"min_count={self.min_count} removes every token (the most frequent, {top[0]!r}, occurs {top[1]} times)",
+                where="Word2Vec.fit", fix=f"lower min_count to at most {top[1]}",
+            )
+        counts = counts.sort(["len", "token"], descending=[True, False]).with_row_index("index")
+        rows = frame.join(counts.select("token", "index"), on="token", how="inner", maintain_order="left")
+        sentence = rows["sentence"]
+        starts = (sentence != sentence.shift(1)).fill_null(True)
+        first = torch.from_numpy(starts.arg_true().to_numpy().astype(np.int64))
+        offsets = torch.cat([first, torch.tensor([rows.height])])
+        tokens = torch.from_numpy(rows["index"].cast(pl.Int64).to_numpy().copy())
+        keys = counts["token"].to_list()
+        return keys, torch.from_numpy(counts["len"].cast(pl.Int64).to_numpy().copy()), tokens, offsets
+
+    # training -----------------------------------------------------------------------------
+    def fit(self, corpus: Any) -> Word2Vec:
+        """Build the vocabulary and train; returns ``self`` with ``wv_`` (:class:`KeyedVectors`) set."""
+        self._check_params()
+        keys, counts, tokens, offsets = self._vocabulary(corpus_frame(corpus))
+        device = resolve_device(self.device)
+        generator = torch.Generator(device=device).manual_seed(self.seed)
+        num_keys, dim = len(keys), self.vector_size
+        init = torch.Generator().manual_seed(self.seed)
+        w_in = torch.zeros(num_keys + 1, dim)  # last row: padding of short windows, stays zero
+        w_in[:num_keys] = (torch.rand(num_keys, dim, generator=init) - 0.5) / dim
+        w_in, w_out = w_in.to(device), torch.zeros(num_keys, dim, device=device)
+        sampler = AliasSampler(noise_distribution(counts, self.ns_exponent)).to(device)
+        keep = keep_probabilities(counts, self.sample).float().to(device)
+        tokens, offsets = tokens.to(device), offsets.to(device)
+        sentence = sentence_ids(offsets)
+        threads = torch.get_num_threads()
+        pool = ThreadPoolExecutor(self.workers) if device.type == "cpu" and self.workers > 1 else None
+        started, effective = time.perf_counter(), 0
+        total = len(tokens) * self.epochs
+        try:
+            if pool is not None:
+                torch.set_num_threads(1)
+            for epoch in range(self.epochs):
+                kept = torch.rand(len(tokens), generator=generator, device=device) < keep[tokens]
+                words, where = tokens[kept], sentence[kept]
+                starts = torch.searchsorted(where, torch.arange(len(offsets) - 1, device=device))
+                ends = torch.searchsorted(where, torch.arange(len(offsets) - 1, device=device), right=True)
+                order = torch.randperm(len(words), generator=generator, device=device)
+                effective += len(words)
+                step = lambda job: _sgns_step(w_in, w_out, *job, sg=bool(self.sg), padding=num_keys)
+                jobs = self._jobs(words, where, (starts, ends), order, sampler, generator, num_keys, epoch * len(tokens), len(tokens), total)
+                if pool is None:
+                    for job in jobs:
+                        step(job)
+                else:
+                    for batch in _chunks(jobs, 64):
+                        list(pool.map(step, batch))
+        finally:
+            if pool is not None:
+                pool.shutdown()
+                torch.set_num_threads(threads)
+        seconds = time.perf_counter() - started
+        self.train_seconds_, self.effective_words_, self.corpus_words_ = seconds, effective, total
+        log.info("word2vec: %d keys, %d epochs, %.2fs, %.0f words/s (%d effective)", num_keys, self.epochs, seconds, total / max(seconds, 1e-9), effective)
+        self.wv_ = KeyedVectors(keys, w_in[:num_keys].cpu())
+        self.syn1neg_ = w_out.cpu()
+        self.counts_ = counts
+        return self
+
+    def _jobs(
+        self, words: Tensor, where: Tensor, bounds: tuple[Tensor, Tensor], order: Tensor, sampler: AliasSampler,
+        generator: torch.Generator, padding: int, done: int, corpus_size: int, total: int,
+    ) -> Iterator[tuple[Tensor, Tensor, Tensor, float]]:
+        """Steps of one epoch: (center tokens (B,), contexts (B, 2r), noise (B, K), learning rate).
+
+        Centers come in random ``order``; within groups of ``_GROUP`` batches they are sorted by
+        their window reach, so that each batch carries only as many context columns as its widest
+        window needs (about 40% fewer rows than padding every window to ``2 * window``).
+        """
+        size, window, device = self.batch_size, self.window, words.device
+        shuffle = torch.Generator().manual_seed(int(torch.randint(1 << 62, (1,), generator=generator, device=device)))
+        processed = 0
+        for chunk in range(0, len(words), _CHUNK):
+            centers = order[chunk : chunk + _CHUNK]  # (C,)
+            reach = None
+            if self.shrink_windows and not self.basket and window > 1:
+                reach = draw_reach(len(centers), window, generator, device)
+                group = torch.arange(len(centers), device=device) // (size * _GROUP)
+                centers, reach = (t[torch.argsort(group * (window + 1) + reach)] for t in (centers, reach))
+            context = window_contexts(words, where, centers, window, padding, reach, self.basket, generator, bounds)  # (C, 2W)
+            noise = sampler.sample((len(centers), self.negative), generator)  # (C, K)
+            starts = list(range(0, len(centers), size))
+            if reach is None:
+                widths = [window] * len(starts)
+            else:
+                padded = torch.zeros(len(starts) * size, dtype=torch.long, device=device)
+                padded[: len(reach)] = reach
+                widths = padded.view(-1, size).amax(1).tolist()
+            for j in torch.randperm(len(starts), generator=shuffle).tolist():
+                i, width = starts[j], widths[j]
+                rows = slice(i, i + size)
+                lr = self._lr((done + processed / len(words) * corpus_size) / total)
+                processed += len(centers[rows])
+                yield words[centers[rows]], context[rows, window - width : window + width], noise[rows], lr
+
+    def _lr(self, progress: float) -> float:
+        return self.alpha - (self.alpha - self.min_alpha) * min(progress, 1.0)
+
+    # gensim-style queries -------------------------------------------------------------------
+    @property
+    def wv(self) -> KeyedVectors:
+        """The trained vectors (gensim's name for ``wv_``)."""
+        if not hasattr(self, "wv_"):
+            raise DataError("this Word2Vec is not fitted yet", where="Word2Vec.wv", fix="call fit(corpus) first, or Word2Vec.load(path)")
+        return self.wv_
+
+    def most_similar(self, positive: Hashable | list | None = None, negative: list | None = None, topn: int = 10) -> list[tuple[Hashable, float]]:
+        return self.wv.most_similar(positive, negative, topn)
+
+    def similarity(self, a: Hashable, b: Hashable) -> float:
+        return self.wv.similarity(a, b)
+
+    def __getitem__(self, key: Hashable | list) -> np.ndarray:
+        return self.wv[key]
+
+    def save(self, path: str | Path) -> Path:
+        """Save params, keys, counts and both tables to ``.npz`` (no pickle)."""
+        params = {k: v for k, v in vars(self).items() if not k.endswith("_")}
+        wv = self.wv
+        arrays = {"vectors": wv.table.numpy(), "syn1neg": self.syn1neg_.numpy(), "counts": self.counts_.numpy()}
+        return _write_atomic(Path(path), lambda tmp: _save_npz(tmp, wv.index_to_key, params, **arrays))
+
+    @classmethod
+    def load(cls, path: str | Path) -> Word2Vec:
+        keys, arrays, params = _load_npz(path)
+        model = cls(**params)
+        model.wv_ = KeyedVectors(keys, torch.from_numpy(arrays["vectors"]))
+        model.syn1neg_, model.counts_ = torch.from_numpy(arrays["syn1neg"]), torch.from_numpy(arrays["counts"])
+        return model
+
+
+def _sgns_step(w_in: Tensor, w_out: Tensor, center: Tensor, context: Tensor, noise: Tensor, lr: float, sg: bool, padding: int) -> None:
+    """One Hogwild minibatch step of negative sampling on ``B`` centers, updating only the touched rows.
+
+    The gradient of ``log sigmoid(x . y_pos) + sum_k log sigmoid(-x . y_k)`` w.r.t. a score is
+    ``1 - sigmoid(s)`` for the positive and ``-sigmoid(s)`` for noise, scaled by the learning rate.
+    """
+    with torch.no_grad():
+        out = torch.cat([center.unsqueeze(1), noise], dim=1)  # (B, K+1): positive, then noise
+        y = w_out[out]  # (B, K+1, D)
+        x = w_in[context]  # (B, C, D), padding rows are zero
+        valid = (context != padding).to(x.dtype)  # (B, C)
+        coef = (out != center.unsqueeze(1)).to(x.dtype).mul_(-lr)  # (B, K+1); noise equal to the center is skipped
+        coef[:, 0] = lr
+        if sg:  # each context predicts the center
+            g = torch.bmm(x, y.transpose(1, 2))  # (B, C, K+1) scores
+            g[..., 0].neg_()
+            g = torch.sigmoid_(g).mul_(coef.unsqueeze(1)).mul_(valid.unsqueeze(2))  # sigmoid(-s_pos), sigmoid(s_k) -> gradients
+            dx = torch.bmm(g, y)  # (B, C, D)
+            dy = torch.bmm(g.transpose(1, 2), x)  # (B, K+1, D)
+        else:  # the mean of the contexts predicts the center; each context gets the whole error (word2vec.c)
+            count = valid.sum(1, keepdim=True)  # (B, 1)
+            h = x.sum(1) / count.clamp_min(1)  # (B, D)
+            g = torch.bmm(y, h.unsqueeze(2)).squeeze(2)  # (B, K+1) scores
+            g[:, 0].neg_()
+            g = torch.sigmoid_(g).mul_(coef).mul_(count > 0)
+            dy = g.unsqueeze(2) * h.unsqueeze(1)  # (B, K+1, D)
+            dx = torch.bmm(g.unsqueeze(1), y) * valid.unsqueeze(2)  # (B, C, D)
+        w_in.index_add_(0, context.flatten(), dx.reshape(-1, dx.shape[-1]))
+        w_out.index_add_(0, out.flatten(), dy.reshape(-1, dy.shape[-1]))
