@@ -26,8 +26,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-DEFAULTS = {"embedding_dim": 128, "reg": 0.05, "bias_reg": 0.0, "lr": 0.002, "weight_decay": 0.0,
-            "batch_size": 1024, "epochs": 25}
+DEFAULTS = {"embedding_dim": 128, "reg": 0.1, "bias_reg": 0.0, "lr": 0.001, "weight_decay": 0.0,
+            "batch_size": 256, "epochs": 20}
 
 
 def kfold(data: Interactions, folds: int = 5, seed: int = 0) -> list[tuple[Interactions, Interactions]]:
