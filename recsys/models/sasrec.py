@@ -93,7 +93,7 @@ class SequentialRecommender(Recommender):
                               fix="call model.prepare(train) (done by recsys-train) before recommend")
         ids = pl.Series("id", list(history))
         if skip_unknown and len(ids):
-            ids = ids.filter(ids.is_in(self.items_.ids.cast(ids.dtype, strict=False)))
+            ids = ids.filter(ids.is_in(self.items_.ids.cast(ids.dtype, strict=False).implode()))
         if not len(ids):
             raise DataError("empty history", where=f"{type(self).__name__}.recommend",
                             fix="pass at least one known item id (popularity serves users without history)")
@@ -106,7 +106,8 @@ class SequentialRecommender(Recommender):
         if filter_already_liked_items:
             scores[index] = float("-inf")
         top = scores.topk(min(k, self.num_items))
-        return self.items_.to_original(top.indices), top.values
+        keep = top.values > float("-inf")  # never pad the list with filtered items
+        return self.items_.to_original(top.indices[keep]), top.values[keep]
 
     def recommend_users(self, history: Interactions, users: Tensor | None = None, k: int = 10,
                         batch_size: int = 1024, filter_already_liked_items: bool = True) -> tuple[Tensor, Tensor]:
