@@ -180,7 +180,7 @@ class KeyedVectors:
             keys = [key_type(key) for key in keys]
         except ValueError:
             raise DataError(f"keys are not all {key_type.__name__}", where=str(path), fix="load with key_type=str") from None
-        return cls(keys, torch.from_numpy(np.ascontiguousarray(vectors)))
+        return cls(keys, torch.from_numpy(np.array(vectors, dtype=np.float32)))
 
     def save(self, path: str | Path) -> Path:
         """Save to ``.npz`` (no pickle): keys, vectors."""
@@ -189,7 +189,7 @@ class KeyedVectors:
     @classmethod
     def load(cls, path: str | Path) -> KeyedVectors:
         keys, arrays, _ = _load_npz(path)
-        return cls(keys, torch.from_numpy(arrays["vectors"]))
+        return cls(keys, torch.from_numpy(arrays["vectors"].copy()))
 
     def to_keyed_embedding(self, freeze: bool = True) -> Any:
         """The table as a :class:`recsys.embeddings.KeyedEmbedding` (integer keys only), e.g. to initialize a model."""

@@ -72,6 +72,8 @@ def corpus_frame(corpus: Any) -> pl.DataFrame:
         frame = frame.sort(order, maintain_order=True)
         return frame.select(pl.col("user").rank("dense").cast(pl.Int64).alias("sentence"), pl.col("item").alias("token"))
     if isinstance(corpus, (list, tuple)):
+        if not corpus:
+            return pl.DataFrame({"sentence": [], "token": []}, schema={"sentence": pl.Int64, "token": pl.Int64})
         if any(isinstance(s, (str, bytes)) for s in corpus[:100]):
             raise DataError("the corpus is a list of strings, not a list of token lists", where="Word2Vec.fit", fix="split each sentence into tokens: [line.split() for line in lines]")
         try:
@@ -170,7 +172,7 @@ class Word2Vec:
         started, effective = time.perf_counter(), 0
         total = len(tokens) * self.epochs
         try:
-            if pool is not None:
+            if device.type == "cpu":  # one intra-op thread per worker: OpenMP teams per small op cost more than they gain
                 torch.set_num_threads(1)
             for epoch in range(self.epochs):
                 kept = torch.rand(len(tokens), generator=generator, device=device) < keep[tokens]
@@ -190,7 +192,7 @@ class Word2Vec:
         finally:
             if pool is not None:
                 pool.shutdown()
-                torch.set_num_threads(threads)
+            torch.set_num_threads(threads)
         seconds = time.perf_counter() - started
         self.train_seconds_, self.effective_words_, self.corpus_words_ = seconds, effective, total
         log.info("word2vec: %d keys, %d epochs, %.2fs, %.0f words/s (%d effective)", num_keys, self.epochs, seconds, total / max(seconds, 1e-9), effective)
@@ -279,8 +281,9 @@ def _sgns_step(w_in: Tensor, w_out: Tensor, center: Tensor, context: Tensor, noi
     """
     with torch.no_grad():
         out = torch.cat([center.unsqueeze(1), noise], dim=1)  # (B, K+1): positive, then noise
-        y = w_out[out]  # (B, K+1, D)
-        x = w_in[context]  # (B, C, D), padding rows are zero
+        dim = w_in.shape[1]
+        y = w_out.index_select(0, out.flatten()).view(*out.shape, dim)  # (B, K+1, D)
+        x = w_in.index_select(0, context.flatten()).view(*context.shape, dim)  # (B, C, D), padding rows are zero
         valid = (context != padding).to(x.dtype)  # (B, C)
         coef = (out != center.unsqueeze(1)).to(x.dtype).mul_(-lr)  # (B, K+1); noise equal to the center is skipped
         coef[:, 0] = lr
@@ -298,5 +301,5 @@ def _sgns_step(w_in: Tensor, w_out: Tensor, center: Tensor, context: Tensor, noi
             g = torch.sigmoid_(g).mul_(coef).mul_(count > 0)
             dy = g.unsqueeze(2) * h.unsqueeze(1)  # (B, K+1, D)
             dx = torch.bmm(g.unsqueeze(1), y) * valid.unsqueeze(2)  # (B, C, D)
-        w_in.index_add_(0, context.flatten(), dx.reshape(-1, dx.shape[-1]))
-        w_out.index_add_(0, out.flatten(), dy.reshape(-1, dy.shape[-1]))
+        w_in.index_add_(0, context.flatten(), dx.reshape(-1, dim))
+        w_out.index_add_(0, out.flatten(), dy.reshape(-1, dim))

@@ -85,7 +85,7 @@ class Item2Vec(Recommender):
         self.item_vectors[rows.to(self.item_vectors.device)] = wv.table.to(self.item_vectors)
         self.known[rows.to(self.known.device)] = True
         ids = train.items.ids
-        self.item_ids = ids.to_numpy() if ids.dtype.is_integer() else None
+        self.item_ids = ids.to_numpy().astype(np.int64) if ids.dtype.is_integer() else None
 
     def _recent_items(self, history: Interactions) -> Tensor:
         """``(num_users, last_n)`` most recent history items (index + 1, 0 = none), cached per history."""

@@ -1,0 +1,164 @@
+"""Benchmark: our ``Word2Vec`` vs gensim's as item2vec, same corpus, same settings, one run.
+
+Per dataset: leave-one-out split; both train skip-gram on every user's train + validation items in
+time order (vector_size 64, window 5, negative 5, sample 1e-3, min_count 1, 10 epochs, the same
+number of threads) and score each user's test item by cosine to the user's last history item,
+ranked against all items (history masked): HR@10 / NDCG@10 as in BASELINES.md. Each (system,
+seed) trains in a fresh subprocess so its peak memory is its own (VmHWM from the end of data
+loading; it includes the interpreter, torch and the data). words/s = corpus tokens x epochs /
+training seconds (raw tokens, before subsampling, as gensim's progress counts them). Means over
+seeds; ratios are ours / gensim. Run ``python -m recsys.benchmarks.item2vec`` or ``recsys bench item2vec``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from recsys.benchmarks.table import format_table
+from recsys.estimators.word2vec import resolve_device
+
+log = logging.getLogger(__name__)
+DATASETS = {"ml-latest-small": None, "amazon-beauty": "amazon-beauty/Beauty.txt"}
+
+
+def _memory_kb(key: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def _load(name: str, root: Path):
+    from recsys.data.load import load_dataset
+    from recsys.data.splits import leave_one_out
+
+    source = DATASETS.get(name)
+    data = load_dataset(name) if source is None else load_dataset(str(root / source))
+    split = leave_one_out(data)
+    return data, split.train.concat(split.valid), split.test
+
+
+def _worker(args: argparse.Namespace) -> dict:
+    from recsys.evaluation.ranking import RankingEvaluator
+
+    data, history, test = _load(args.dataset, Path(args.root))
+    offsets, items = history.sequences()
+    lengths = offsets.diff()
+    settings = dict(vector_size=args.vector_size, window=args.window, negative=args.negative, sg=1, min_count=1, sample=1e-3, epochs=args.epochs, seed=args.seed)
+    if args.system == "gensim":
+        corpus = [s.tolist() for s in torch.split(items, lengths[lengths > 0].tolist())]
+    else:
+        corpus = history.frame.select("user", "item")
+    reset = Path("/proc/self/clear_refs").exists()
+    if reset:
+        try:
+            Path("/proc/self/clear_refs").write_text("5")
+        except OSError:
+            reset = False
+    if args.system == "gensim":
+        from gensim.models import Word2Vec as GensimWord2Vec
+
+        started = time.perf_counter()
+        model = GensimWord2Vec(corpus, workers=args.workers, **settings)
+        seconds = time.perf_counter() - started
+        keys, vectors = model.wv.index_to_key, model.wv.vectors
+    else:
+        from recsys.estimators.word2vec import Word2Vec
+
+        model = Word2Vec(workers=args.workers, batch_size=args.batch_size, device=args.device, **settings).fit(corpus)
+        seconds = model.train_seconds_
+        keys, vectors = model.wv.index_to_key, model.wv.vectors
+    peak_mb = _memory_kb("VmHWM") / 1024
+    table = torch.zeros(data.num_items, args.vector_size)
+    known = torch.zeros(data.num_items, dtype=torch.bool)
+    rows = torch.as_tensor(np.asarray(keys, dtype=np.int64))
+    table[rows], known[rows] = torch.as_tensor(vectors), True
+    unit = F.normalize(table, dim=1)  # (N, D)
+    last = history.padded_sequences(1)[:, 0] - 1  # (U,), -1 = no history
+
+    def score(users: torch.Tensor) -> torch.Tensor:
+        scores = unit[last[users].clamp_min(0)] @ unit.T  # (B, N)
+        return scores.masked_fill(~known, -torch.inf)
+
+    metrics = RankingEvaluator(ks=(10,), metrics=("hr", "ndcg")).evaluate(score, history.user_item_matrix(), test.user_item_matrix())
+    words = int(len(items)) * args.epochs
+    return {"seconds": seconds, "words_per_s": words / seconds, "peak_mb": peak_mb if reset else float("nan"), "hr@10": metrics["hr@10"], "ndcg@10": metrics["ndcg@10"]}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="recsys bench item2vec", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--datasets", nargs="+", default=list(DATASETS), help="ml-latest-small and/or amazon-beauty")
+    parser.add_argument("--root", default=os.environ.get("RECSYS_SHARED_DATASETS", str(Path(__file__).resolve().parents[2].parent / "shared" / "datasets")), help="folder holding amazon-beauty/Beauty.txt")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    parser.add_argument("--workers", type=int, default=2, help="threads, for both systems")
+    parser.add_argument("--vector-size", type=int, default=64)
+    parser.add_argument("--window", type=int, default=5)
+    parser.add_argument("--negative", type=int, default=5)
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--batch-size", type=int, default=256, help="ours: centers per SGD step")
+    parser.add_argument("--device", default="auto", help="ours: cpu, cuda or auto")
+    parser.add_argument("--systems", nargs="+", default=["ours", "gensim"], choices=["ours", "gensim"])
+    parser.add_argument("--worker", choices=["ours", "gensim"], dest="system_worker", help=argparse.SUPPRESS)
+    parser.add_argument("--dataset", help=argparse.SUPPRESS)
+    parser.add_argument("--seed", type=int, default=1, help=argparse.SUPPRESS)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.system_worker:
+        args.system = args.system_worker
+        print(json.dumps(_worker(args)))
+        return 0
+    systems = list(args.systems)
+    if "gensim" in systems:
+        try:
+            import gensim  # noqa: F401
+        except ImportError:
+            print("gensim is not installed (pip install 'recsys[bench]'): running ours only", file=sys.stderr)
+            systems.remove("gensim")
+    rows = []
+    for dataset in args.datasets:
+        if DATASETS.get(dataset) and not (Path(args.root) / DATASETS[dataset]).is_file():
+            print(f"skipping {dataset}: {Path(args.root) / DATASETS[dataset]} not found (--root)", file=sys.stderr)
+            continue
+        results: dict[str, list[dict]] = {s: [] for s in systems}
+        for seed in args.seeds:
+            for system in systems if seed % 2 else systems[::-1]:  # alternate the order against load drift
+                command = [sys.executable, "-m", "recsys.benchmarks.item2vec", "--worker", system, "--dataset", dataset, "--seed", str(seed), "--root", args.root,
+                           "--workers", str(args.workers), "--vector-size", str(args.vector_size), "--window", str(args.window), "--negative", str(args.negative),
+                           "--epochs", str(args.epochs), "--batch-size", str(args.batch_size), "--device", args.device]
+                done = subprocess.run(command, capture_output=True, text=True, check=False)
+                if done.returncode != 0:
+                    print(done.stderr, file=sys.stderr)
+                    return 1
+                results[system].append(json.loads(done.stdout.strip().splitlines()[-1]))
+        means = {s: {k: float(np.mean([r[k] for r in rs])) for k in rs[0]} for s, rs in results.items()}
+        for system, mean in means.items():
+            device = str(resolve_device(args.device)) if system == "ours" else "cpu"
+            rows.append({"data": dataset, "system": system, "device": device, "threads": args.workers, "train s": mean["seconds"], "words/s": round(mean["words_per_s"]),
+                         "peak MiB": round(mean["peak_mb"]), "HR@10": mean["hr@10"], "NDCG@10": mean["ndcg@10"],
+                         "HR@10 std": float(np.std([r["hr@10"] for r in results[system]]))})
+        if len(means) == 2:
+            ours, peer = means["ours"], means["gensim"]
+            rows.append({"data": dataset, "system": "ours / gensim", "train s": ours["seconds"] / peer["seconds"], "words/s": round(ours["words_per_s"] / peer["words_per_s"], 2),
+                         "HR@10": ours["hr@10"] / peer["hr@10"], "NDCG@10": ours["ndcg@10"] / peer["ndcg@10"]})
+    print(f"item2vec: skip-gram, dim {args.vector_size}, window {args.window}, negative {args.negative}, {args.epochs} epochs, "
+          f"mean of seeds {args.seeds}; full ranking, leave-one-out, score = cosine to the last history item")
+    print(format_table(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
