@@ -3,6 +3,10 @@
 Three losses (Petrov & Macdonald 2022; Klenitskiy & Vasilev 2023 show the choice matters more than the
 architecture): ``"bce"`` with sampled negatives (the paper), ``"sampled_softmax"`` over the target and
 ``S`` negatives, ``"ce"``: full softmax cross-entropy over all items (best; no negatives needed).
+Expected results (full ranking over all items, leave-one-out): on Amazon Beauty the plain model
+with ``loss="ce"`` should reach at least ICLRec's NDCG@10 0.0403 (``recsys-train model=sasrec_ce
+dataset=amazon-beauty``); on ML-1M the literature's figure is NDCG@10 about 0.18 (``recsys-train
+model=sasrec_ce dataset=ml-1m model.module.max_len=200 model.module.dropout=0.2``).
 This file also holds :class:`SequentialRecommender`, the inference API shared with BERT4Rec.
 """
 

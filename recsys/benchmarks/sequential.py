@@ -1,0 +1,234 @@
+"""Benchmark: SASRec training speed and evaluation time on Amazon Beauty, ours and RecBole's side by side.
+
+``speed`` (default): per variant, seconds per training batch over ``--batches`` batches after one
+warm-up batch, extrapolated to a full epoch (both libraries see every training target once per
+epoch: ours trains every position of each user's sequence, RecBole every prefix), training targets/s,
+peak memory, and the time to rank all items for all users (full ranking, history masked).
+RecBole runs when ``recbole`` is installed (the optional ``bench`` extra).
+
+``quality``: trains Pop, BPR-MF, SASRec (BCE, 1 negative), SASRec (full CE) and BERT4Rec on
+Beauty with leave-one-out, early stopping on validation NDCG@10, and reports test HR/NDCG@{5,10,20}
+under full ranking and, labelled, with 100 sampled negatives (the SASRec paper's protocol).
+
+Run with ``python -m recsys.benchmarks.sequential --root .../amazon-beauty`` or ``recsys bench sequential``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import resource
+import tempfile
+import time
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from recsys.benchmarks.table import format_table
+
+logger = logging.getLogger(__name__)
+
+
+def _peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _load(root: str) -> Any:
+    from recsys.data.load import load_dataset
+    from recsys.data.splits import leave_one_out
+
+    data = load_dataset("amazon-beauty", root=root)
+    return data, leave_one_out(data)
+
+
+def _time_batches(step, batches, num: int) -> float:  # type: ignore[no-untyped-def]
+    """Mean seconds per batch over ``num`` batches after one warm-up batch."""
+    iterator = iter(batches)
+    step(next(iterator))
+    seconds, done = 0.0, 0
+    for batch in iterator:
+        start = time.perf_counter()
+        step(batch)
+        seconds += time.perf_counter() - start
+        done += 1
+        if done == num:
+            break
+    return seconds / max(done, 1)
+
+
+def ours(split: Any, loss: str, args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
+    from recsys.data.sequence_batches import NextItemBatches
+    from recsys.evaluation.ranking import RankingEvaluator
+    from recsys.models.sasrec import SASRec
+
+    train = split.train
+    model = SASRec(train.num_items, max_len=args.max_len, embedding_dim=args.dim, num_layers=2, num_heads=1,
+                   dropout=0.5, loss=loss).to(device)
+    negatives = 0 if loss == "ce" else 1
+    batches = NextItemBatches(train, max_len=args.max_len, batch_size=args.batch_size, num_negatives=negatives,
+                              group_by_length=True, seed=0)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    amp = device.type == "cuda"
+    if amp:
+        torch.cuda.reset_peak_memory_stats()
+
+    def step(batch: dict[str, torch.Tensor]) -> None:
+        batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            loss_value = model.loss(batch)
+        loss_value.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        if amp:
+            torch.cuda.synchronize()
+
+    per_batch = _time_batches(step, batches, args.batches)
+    targets = int((batches.sequences[:, 1:] != 0).sum())  # (input, target) pairs per epoch
+    start = time.perf_counter()
+    RankingEvaluator(ks=(10,), metrics=("ndcg",), batch_size=1024).evaluate_model(model, train, split.valid)
+    eval_seconds = time.perf_counter() - start
+    memory = torch.cuda.max_memory_allocated() / 2**20 if amp else _peak_rss_mib()
+    return {"library": "recsys", "loss": loss, "device": device.type + (" bf16" if amp else ""),
+            "epoch_s": per_batch * len(batches), "batches/epoch": len(batches),
+            "targets/s": targets / (per_batch * len(batches)), "peak_mib": memory, "eval_all_users_s": eval_seconds}
+
+
+def recbole(data: Any, loss: str, args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
+    """RecBole 1.2.1's SASRec and dataloader at the same settings, in our own timing loop."""
+    import numpy as np
+
+    for name, alias in (("float_", np.float64), ("complex_", np.complex128), ("unicode_", np.str_)):
+        if not hasattr(np, name):  # workaround 1: aliases removed in numpy 2, used by recbole 1.2.1
+            setattr(np, name, alias)
+    from recbole.config import Config
+    from recbole.data import create_dataset, data_preparation
+    from recbole.model.sequential_recommender import SASRec as RecBoleSASRec
+
+    folder = Path(tempfile.mkdtemp(prefix="recbole_beauty_"))
+    (folder / "beauty").mkdir()
+    frame = data.frame.select("user", "item", "timestamp")
+    with open(folder / "beauty" / "beauty.inter", "w") as file:
+        file.write("user_id:token\titem_id:token\ttimestamp:float\n")
+        frame.write_csv(file, separator="\t", include_header=False)
+    config = Config(model="SASRec", dataset="beauty", config_dict={
+        "data_path": str(folder), "loss_type": "CE" if loss == "ce" else "BPR", "train_neg_sample_args": None
+        if loss == "ce" else {"distribution": "uniform", "sample_num": 1}, "MAX_ITEM_LIST_LENGTH": args.max_len,
+        "hidden_size": args.dim, "inner_size": args.dim, "n_layers": 2, "n_heads": 1, "train_batch_size": args.batch_size,
+        "hidden_dropout_prob": 0.5, "attn_dropout_prob": 0.5, "device": str(device), "use_gpu": device.type == "cuda",
+        "eval_args": {"split": {"LS": "valid_and_test"}, "order": "TO", "mode": "full"}, "show_progress": False,
+        "load_col": {"inter": ["user_id", "item_id", "timestamp"]}, "state": "WARNING", "seed": 0, "reproducibility": False, "worker": 0,
+    })
+    dataset = create_dataset(config)
+    train_data, _, _ = data_preparation(config, dataset)
+    model = RecBoleSASRec(config, train_data._dataset).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+
+    def step(interaction: Any) -> None:
+        loss_value = model.calculate_loss(interaction.to(device))
+        loss_value.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    per_batch = _time_batches(step, train_data, args.batches)
+    num_batches = len(train_data)
+    targets = len(train_data._dataset)
+    return {"library": "RecBole 1.2.1", "loss": loss, "device": device.type, "epoch_s": per_batch * num_batches,
+            "batches/epoch": num_batches, "targets/s": targets / (per_batch * num_batches), "peak_mib": _peak_rss_mib(),
+            "eval_all_users_s": None}
+
+
+def speed(args: argparse.Namespace) -> list[dict[str, Any]]:
+    data, split = _load(args.root)
+    devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
+    rows = []
+    for device in devices:
+        for loss in args.losses:
+            rows.append(ours(split, loss, args, device))
+            try:
+                rows.append(recbole(data, loss, args, device))
+            except ImportError:
+                logger.warning("recbole is not installed: pip install recbole (the bench extra)")
+            except Exception as error:  # noqa: BLE001 - a peer failing must not hide our numbers
+                logger.warning("RecBole failed on %s/%s: %r", device, loss, error)
+    for row in rows:
+        peer = next((r for r in rows if r["library"] != "recsys" and (r["loss"], r["device"].split()[0])
+                     == (row["loss"], row["device"].split()[0])), None)
+        if row["library"] == "recsys" and peer:
+            row["speedup_vs_recbole"] = peer["epoch_s"] / row["epoch_s"]
+    return rows
+
+
+def quality(args: argparse.Namespace) -> list[dict[str, Any]]:
+    from recsys.data.batches import PairwiseBatches
+    from recsys.data.sequence_batches import ClozeBatches, NextItemBatches
+    from recsys.evaluation.ranking import RankingEvaluator
+    from recsys.models.bert4rec import BERT4Rec
+    from recsys.models.bpr import BPRMF
+    from recsys.models.popularity import Popularity
+    from recsys.models.sasrec import SASRec
+    from recsys.training.trainer import Trainer
+
+    data, split = _load(args.root)
+    train, history = split.train, split.train.concat(split.valid)
+    n, L = data.num_items, args.max_len
+    adam = partial(torch.optim.Adam, lr=1e-3)
+    variants = {
+        "Pop": (lambda: Popularity(n), None),
+        "BPR-MF": (lambda: BPRMF(data.num_users, n), lambda: PairwiseBatches(train, batch_size=1024)),
+        "SASRec (BCE, 1 neg.)": (lambda: SASRec(n, L, args.dim, dropout=0.5, loss="bce"),
+                                 lambda: NextItemBatches(train, L, 128, 1, exclude_positives=True, group_by_length=True)),
+        "SASRec (full CE)": (lambda: SASRec(n, L, args.dim, dropout=0.5, loss="ce"),
+                             lambda: NextItemBatches(train, L, 128, 0, group_by_length=True)),
+        "BERT4Rec": (lambda: BERT4Rec(n, L, args.dim, dropout=0.2), lambda: ClozeBatches(train, L, 128, 0.2, group_by_length=True)),
+    }
+    full = RankingEvaluator(ks=(5, 10, 20), metrics=("hr", "ndcg"), coverage=False)
+    sampled = RankingEvaluator(ks=(10,), metrics=("hr", "ndcg"), num_negatives=100)
+    trainer = Trainer(epochs=args.epochs, device=args.device, eval_every=args.eval_every, patience=args.patience,
+                      progress=False, tensorboard=False)
+    rows = []
+    for name, (build, make_batches) in variants.items():
+        if args.models and name not in args.models:
+            continue
+        torch.manual_seed(0)
+        model = build()
+        model.prepare(train)
+        result = trainer.fit(model, make_batches() if make_batches else None, adam if make_batches else None,
+                             validate=lambda m: full.evaluate_model(m, train, split.valid))
+        row = {"model": name, "best_epoch": result.best_epoch, "train_s": result.train_seconds}
+        row.update({k: v for k, v in full.evaluate_model(model, history, split.test).items() if k != "num_users"})
+        row.update({k: v for k, v in sampled.evaluate_model(model, history, split.test).items() if k != "num_users"})
+        rows.append(row)
+        logger.info("%s", row)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="recsys bench sequential", description=__doc__.splitlines()[0])
+    parser.add_argument("mode", nargs="?", choices=("speed", "quality"), default="speed")
+    parser.add_argument("--root", default="../shared/datasets/amazon-beauty", help="folder holding Beauty.txt")
+    parser.add_argument("--max-len", type=int, default=50)
+    parser.add_argument("--dim", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--batches", type=int, default=30, help="timed batches per variant (speed)")
+    parser.add_argument("--losses", nargs="+", default=["ce", "bce"], choices=("ce", "bce"))
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--epochs", type=int, default=200, help="max epochs (quality)")
+    parser.add_argument("--eval-every", type=int, default=5)
+    parser.add_argument("--patience", type=int, default=3)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--models", nargs="*", default=None, help="subset of the quality table's rows")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    rows = speed(args) if args.mode == "speed" else quality(args)
+    print(format_table(rows, floatfmt=".4g" if args.mode == "speed" else ".4f"))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
