@@ -8,6 +8,8 @@ import sys
 BENCHMARKS = {
     "data": "recsys.benchmarks.data_pipeline",
     "embeddings": "recsys.benchmarks.embeddings",
+    "cf": "recsys.benchmarks.cf",
+    "cf-cv": "recsys.benchmarks.cross_validation",
 }
 
 USAGE = """usage: recsys [train] [hydra overrides ...]     train and evaluate (see `recsys train --help`)

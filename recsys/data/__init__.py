@@ -5,6 +5,7 @@ from recsys.data.filters import binarize, deduplicate, k_core
 from recsys.data.frame import from_frame
 from recsys.data.interactions import Interactions
 from recsys.data.load import load_dataset
+from recsys.data.pointwise_batches import RatingBatches
 from recsys.data.sampling import NegativeSampler
 from recsys.data.sequences_file import load_sequence_file
 from recsys.data.splits import Split, leave_one_out, random_split, temporal_split
@@ -14,6 +15,7 @@ __all__ = [
     "Interactions",
     "NegativeSampler",
     "PairwiseBatches",
+    "RatingBatches",
     "Split",
     "Vocabulary",
     "binarize",

@@ -13,10 +13,12 @@ from recsys.evaluation.metrics import (
 )
 from recsys.evaluation.pointwise import log_loss, mae, rmse, roc_auc
 from recsys.evaluation.ranking import RankingEvaluator
+from recsys.evaluation.rating import RatingEvaluator
 
 __all__ = [
     "METRICS",
     "RankingEvaluator",
+    "RatingEvaluator",
     "TieRanks",
     "average_precision_at_k",
     "hit_rate_at_k",

@@ -1,7 +1,11 @@
 """Recommender models: one model per file, all implementing :class:`Recommender`."""
 
+from recsys.models.als import ALS
 from recsys.models.base import Recommender
+from recsys.models.biased_mf import BiasedMF
 from recsys.models.bpr import BPRMF
+from recsys.models.ease import EASE
+from recsys.models.neumf import NeuMF
 from recsys.models.popularity import Popularity
 
-__all__ = ["BPRMF", "Popularity", "Recommender"]
+__all__ = ["ALS", "BPRMF", "EASE", "BiasedMF", "NeuMF", "Popularity", "Recommender"]
