@@ -122,7 +122,7 @@ class NextItemBatches(_SequenceBatches):
     >>> data = from_frame(pl.DataFrame({"user": [0, 0, 0, 1, 1], "item": [0, 1, 2, 2, 0], "timestamp": [0, 1, 2, 0, 1]}))
     >>> batch = next(iter(NextItemBatches(data, max_len=3, batch_size=2, num_negatives=1)))
     >>> sorted(zip(batch["inputs"].tolist(), batch["targets"].tolist()))
-    [([0, 0, 3], [0, 0, 1]), ([0, 1, 2], [0, 2, 3])]
+    [([0, 3], [0, 1]), ([1, 2], [2, 3])]
     >>> batch["negatives"].shape
     torch.Size([2, 3, 1])
     """
@@ -178,7 +178,7 @@ class ClozeBatches(_SequenceBatches):
     >>> data = from_frame(pl.DataFrame({"user": [0, 0, 0], "item": [0, 1, 2], "timestamp": [0, 1, 2]}))
     >>> batch = next(iter(ClozeBatches(data, max_len=4, mask_prob=1.0)))
     >>> batch["inputs"].tolist(), batch["labels"].tolist()
-    ([[0, 4, 4, 4]], [[0, 1, 2, 3]])
+    ([[4, 4, 4]], [[1, 2, 3]])
     """
 
     def __init__(
