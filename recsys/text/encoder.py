@@ -1,0 +1,144 @@
+"""A BERT-style text encoder (Devlin et al. 2018) built from ``recsys.nn.transformer``'s shared blocks.
+
+``TextEmbeddings`` (token + learned position + segment, LayerNorm, dropout) -> post-LN
+``TransformerEncoder`` (SDPA self-attention with a padding mask, exact-GELU feed-forward) ->
+``pool`` (CLS or mean over real tokens). The parameter layout maps 1:1 onto Hugging Face
+``BertModel`` checkpoints (see :mod:`recsys.text.checkpoint`).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from recsys.errors import ConfigError
+from recsys.nn.transformer import PositionalEmbedding, TransformerEncoder
+
+__all__ = ["BertEncoder", "TextEmbeddings", "cls_pool", "mean_pool"]
+
+POOLINGS = ("mean", "cls")
+
+
+def mean_pool(hidden: Tensor, attention_mask: Tensor | None) -> Tensor:
+    """Mean of the hidden states of real tokens: ``(B, T, D), (B, T) -> (B, D)``.
+
+    >>> mean_pool(torch.tensor([[[1.0], [3.0], [100.0]]]), torch.tensor([[1, 1, 0]])).tolist()
+    [[2.0]]
+    """
+    if attention_mask is None:
+        return hidden.mean(1)
+    weights = attention_mask.to(hidden.dtype).unsqueeze(-1)  # (B, T, 1)
+    return (hidden * weights).sum(1) / weights.sum(1).clamp_min(1e-9)  # (B, D)
+
+
+def cls_pool(hidden: Tensor, attention_mask: Tensor | None = None) -> Tensor:
+    """The hidden state of the first ([CLS]) token: ``(B, T, D) -> (B, D)``."""
+    return hidden[:, 0]
+
+
+class TextEmbeddings(nn.Module):
+    """Token + learned position + segment embeddings, then LayerNorm and dropout (HF ``BertEmbeddings``).
+
+    >>> emb = TextEmbeddings(vocab_size=10, dim=4, max_len=6)
+    >>> emb(torch.tensor([[2, 3, 0]])).shape
+    torch.Size([1, 3, 4])
+    """
+
+    def __init__(
+        self, vocab_size: int, dim: int, max_len: int = 512, type_vocab_size: int = 2,
+        dropout: float = 0.1, eps: float = 1e-12, pad_token_id: int = 0,
+    ) -> None:
+        super().__init__()
+        self.word = nn.Embedding(vocab_size, dim, padding_idx=pad_token_id)
+        self.position = PositionalEmbedding(max_len, dim)  # shared block, positions 0..T-1
+        self.token_type = nn.Embedding(type_vocab_size, dim)
+        self.ln = nn.LayerNorm(dim, eps=eps)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, input_ids: Tensor, token_type_ids: Tensor | None = None) -> Tensor:
+        x = self.word(input_ids) + self.position(input_ids.shape[1])  # (B, T, D)
+        if token_type_ids is None:
+            x = x + self.token_type.weight[0]  # segment 0 everywhere
+        else:
+            x = x + self.token_type(token_type_ids)
+        return self.dropout(self.ln(x))
+
+
+class BertEncoder(nn.Module):
+    """BERT encoder: ``forward(input_ids (B, T), attention_mask (B, T) 1 at real tokens) -> (B, T, D)``.
+
+    ``embed`` pools (``pooling="mean"`` or ``"cls"``) and optionally L2-normalizes to ``(B, D)``.
+    ``add_pooler=True`` keeps BERT's dense+tanh pooler (only so checkpoints that have one map fully;
+    ``embed`` does not use it). Defaults are MiniLM-L6's shape.
+
+    >>> enc = BertEncoder(vocab_size=20, dim=8, num_layers=1, num_heads=2, max_len=16)
+    >>> ids, mask = torch.tensor([[2, 5, 3, 0], [2, 7, 8, 3]]), torch.tensor([[1, 1, 1, 0], [1, 1, 1, 1]])
+    >>> enc(ids, mask).shape, enc.embed(ids, mask).norm(dim=1).round(decimals=4).tolist()
+    (torch.Size([2, 4, 8]), [1.0, 1.0])
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        dim: int = 384,
+        num_layers: int = 6,
+        num_heads: int = 12,
+        hidden_dim: int | None = None,
+        max_len: int = 512,
+        type_vocab_size: int = 2,
+        dropout: float = 0.1,
+        attention_dropout: float | None = None,
+        eps: float = 1e-12,
+        pad_token_id: int = 0,
+        pooling: str = "mean",
+        add_pooler: bool = False,
+        init_std: float = 0.02,
+    ) -> None:
+        super().__init__()
+        if vocab_size <= 0:
+            raise ConfigError(f"vocab_size must be positive, got {vocab_size}", where="BertEncoder", fix="pass the tokenizer's vocab_size")
+        if pooling not in POOLINGS:
+            raise ConfigError(f"unknown pooling {pooling!r}", where="BertEncoder", fix=f"use one of {POOLINGS}")
+        self.vocab_size, self.dim, self.num_layers, self.num_heads = vocab_size, dim, num_layers, num_heads
+        self.hidden_dim, self.max_len, self.type_vocab_size = hidden_dim or 4 * dim, max_len, type_vocab_size
+        self.eps, self.pad_token_id, self.pooling = eps, pad_token_id, pooling
+        self.embeddings = TextEmbeddings(vocab_size, dim, max_len, type_vocab_size, dropout, eps, pad_token_id)
+        self.encoder = TransformerEncoder(
+            num_layers, dim, num_heads, self.hidden_dim, dropout, attention_dropout,
+            activation="gelu", norm_first=False, causal=False, eps=eps,
+        )  # post-LN, bidirectional, exact (erf) GELU: BERT's layout
+        self.pooler = nn.Sequential(nn.Linear(dim, dim), nn.Tanh()) if add_pooler else None
+        self.init_std = init_std
+        self.apply(self._init_weights)
+
+    def _init_weights(self, module: nn.Module) -> None:
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, std=self.init_std)
+            if isinstance(module, nn.Linear) and module.bias is not None:
+                nn.init.zeros_(module.bias)
+            if isinstance(module, nn.Embedding) and module.padding_idx is not None:
+                nn.init.zeros_(module.weight[module.padding_idx])
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None, token_type_ids: Tensor | None = None) -> Tensor:
+        x = self.embeddings(input_ids, token_type_ids)  # (B, T, D)
+        if attention_mask is not None and bool(attention_mask.all()):
+            attention_mask = None  # no padding in this batch: the unmasked (fastest) SDPA path
+        return self.encoder(x, attention_mask)  # (B, T, D)
+
+    def embed(
+        self, input_ids: Tensor, attention_mask: Tensor | None = None, normalize: bool = True, pooling: str | None = None
+    ) -> Tensor:
+        """Pooled sentence embeddings ``(B, D)``, unit length when ``normalize``."""
+        pooling = pooling or self.pooling
+        hidden = self(input_ids, attention_mask)  # (B, T, D)
+        pooled = cls_pool(hidden) if pooling == "cls" else mean_pool(hidden, attention_mask)  # (B, D)
+        return F.normalize(pooled, dim=-1) if normalize else pooled
+
+    def config(self) -> dict:
+        """Constructor arguments that rebuild this architecture (saved beside checkpoints)."""
+        return {
+            "vocab_size": self.vocab_size, "dim": self.dim, "num_layers": self.num_layers, "num_heads": self.num_heads,
+            "hidden_dim": self.hidden_dim, "max_len": self.max_len, "type_vocab_size": self.type_vocab_size,
+            "eps": self.eps, "pad_token_id": self.pad_token_id, "pooling": self.pooling, "add_pooler": self.pooler is not None,
+        }
