@@ -10,6 +10,8 @@ BENCHMARKS = {
     "embeddings": "recsys.benchmarks.embeddings",
     "cf": "recsys.benchmarks.cf",
     "cf-cv": "recsys.benchmarks.cross_validation",
+    "ctr": "recsys.benchmarks.ctr",
+    "entity-embedding": "recsys.benchmarks.entity_embedding",
 }
 
 USAGE = """usage: recsys [train] [hydra overrides ...]     train and evaluate (see `recsys train --help`)

@@ -1,9 +1,12 @@
 """Raw files -> id-mapped interactions, filters, splits, negative samplers and training batches."""
 
 from recsys.data.batches import PairwiseBatches
+from recsys.data.ctr_batches import CTRBatches, FeatureBatches
+from recsys.data.features import CategoricalFeature, FeaturePipeline, MultiCategoricalFeature, NumericFeature
 from recsys.data.filters import binarize, deduplicate, k_core
 from recsys.data.frame import from_frame
 from recsys.data.interactions import Interactions
+from recsys.data.libsvm import read_libsvm
 from recsys.data.load import load_dataset
 from recsys.data.pointwise_batches import RatingBatches
 from recsys.data.sampling import NegativeSampler
@@ -12,6 +15,13 @@ from recsys.data.splits import Split, leave_one_out, random_split, temporal_spli
 from recsys.data.vocabulary import Vocabulary
 
 __all__ = [
+    "CTRBatches",
+    "CategoricalFeature",
+    "FeatureBatches",
+    "FeaturePipeline",
+    "MultiCategoricalFeature",
+    "NumericFeature",
+    "read_libsvm",
     "Interactions",
     "NegativeSampler",
     "PairwiseBatches",

@@ -1,5 +1,6 @@
 """Evaluation: tie-aware ranking metrics, the ranking evaluator, and pointwise (rating / CTR) metrics."""
 
+from recsys.evaluation.ctr import CTREvaluator
 from recsys.evaluation.metrics import (
     METRICS,
     TieRanks,
@@ -16,6 +17,7 @@ from recsys.evaluation.ranking import RankingEvaluator
 from recsys.evaluation.rating import RatingEvaluator
 
 __all__ = [
+    "CTREvaluator",
     "METRICS",
     "RankingEvaluator",
     "RatingEvaluator",

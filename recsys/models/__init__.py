@@ -4,8 +4,11 @@ from recsys.models.als import ALS
 from recsys.models.base import Recommender
 from recsys.models.biased_mf import BiasedMF
 from recsys.models.bpr import BPRMF
+from recsys.models.deepfm import DeepFM
 from recsys.models.ease import EASE
+from recsys.models.fm import FM
+from recsys.models.logistic import LogisticRegression
 from recsys.models.neumf import NeuMF
 from recsys.models.popularity import Popularity
 
-__all__ = ["ALS", "BPRMF", "EASE", "BiasedMF", "NeuMF", "Popularity", "Recommender"]
+__all__ = ["ALS", "BPRMF", "EASE", "FM", "BiasedMF", "DeepFM", "LogisticRegression", "NeuMF", "Popularity", "Recommender"]
