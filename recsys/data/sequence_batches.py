@@ -124,7 +124,7 @@ class NextItemBatches(_SequenceBatches):
     >>> sorted(zip(batch["inputs"].tolist(), batch["targets"].tolist()))
     [([0, 3], [0, 1]), ([1, 2], [2, 3])]
     >>> batch["negatives"].shape
-    torch.Size([2, 3, 1])
+    torch.Size([2, 2, 1])
     """
 
     def __init__(
