@@ -11,6 +11,7 @@ BENCHMARKS = {
     "cf": "recsys.benchmarks.cf",
     "cf-cv": "recsys.benchmarks.cross_validation",
     "ctr": "recsys.benchmarks.ctr",
+    "item2vec": "recsys.benchmarks.item2vec",
     "entity-embedding": "recsys.benchmarks.entity_embedding",
 }
 

@@ -1,1 +1,7 @@
-"""Estimator facades (scikit-learn / gensim style) over the library's models."""
+"""Estimators with the APIs users already know: gensim's Word2Vec, scikit-learn transformers."""
+
+from recsys.estimators.entity_embedding import EntityEmbeddingEncoder
+from recsys.estimators.keyed_vectors import KeyedVectors
+from recsys.estimators.word2vec import Word2Vec
+
+__all__ = ["EntityEmbeddingEncoder", "KeyedVectors", "Word2Vec"]

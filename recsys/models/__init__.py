@@ -7,8 +7,9 @@ from recsys.models.bpr import BPRMF
 from recsys.models.deepfm import DeepFM
 from recsys.models.ease import EASE
 from recsys.models.fm import FM
+from recsys.models.item2vec import Item2Vec
 from recsys.models.logistic import LogisticRegression
 from recsys.models.neumf import NeuMF
 from recsys.models.popularity import Popularity
 
-__all__ = ["ALS", "BPRMF", "EASE", "FM", "BiasedMF", "DeepFM", "LogisticRegression", "NeuMF", "Popularity", "Recommender"]
+__all__ = ["ALS", "BPRMF", "EASE", "FM", "BiasedMF", "DeepFM", "Item2Vec", "LogisticRegression", "NeuMF", "Popularity", "Recommender"]
