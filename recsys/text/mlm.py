@@ -61,7 +61,7 @@ class MLMBatches:
     >>> tok = TextTokenizer.train(["red apple", "green apple", "red car"], vocab_size=50)
     >>> batches = MLMBatches(["red apple", "green apple", "red car"], tok, batch_size=2, seed=0)
     >>> sorted(len(b["input_ids"]) for b in batches), sorted(next(iter(batches)))
-    ([2, 1], ['attention_mask', 'input_ids', 'labels'])
+    ([1, 2], ['attention_mask', 'input_ids', 'labels'])
     """
 
     def __init__(
