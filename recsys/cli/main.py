@@ -12,6 +12,7 @@ BENCHMARKS = {
     "cf-cv": "recsys.benchmarks.cross_validation",
     "ctr": "recsys.benchmarks.ctr",
     "item2vec": "recsys.benchmarks.item2vec",
+    "sequential": "recsys.benchmarks.sequential",
     "entity-embedding": "recsys.benchmarks.entity_embedding",
 }
 
