@@ -53,7 +53,7 @@ def item_texts(features: pl.DataFrame | None, num_items: int, fields: Sequence[s
         if isinstance(features.schema[field], pl.List):
             column = column.list.eval(pl.element().cast(pl.String)).list.join(", ")
         parts.append(column.cast(pl.String).fill_null(""))
-    text = pl.concat_str(parts, separator=" | ").str.replace_all(r"(\s\|\s)+$", "").str.strip_chars(" |")
+    text = pl.concat_list(parts).list.eval(pl.element().filter(pl.element() != "")).list.join(" | ")  # skip empty parts
     frame = features.select(pl.col("item").cast(pl.Int64), text.alias("text"))
     frame = frame.filter(pl.col("item").is_between(0, num_items - 1))
     out = np.full(num_items, "", dtype=object)
