@@ -61,6 +61,24 @@ def write_atomic(path: Path, text: str) -> None:
         raise
 
 
+def init_item_table_from_text(model: Recommender, data: Any, checkpoint: str) -> None:
+    """Initialize ``model.item_embedding`` from item text embeddings, PCA-projected to its width."""
+    from recsys.text.checkpoint import load_pretrained
+    from recsys.text.item_init import load_item_embeddings, text_item_init
+    from recsys.text.item_text import item_text_embeddings, item_texts
+
+    if not hasattr(model, "item_embedding"):
+        raise ConfigError(
+            f"{type(model).__name__} has no item_embedding table to initialize",
+            where="item_text_init",
+            fix="use it with bpr, sasrec, sasrec_ce or bert4rec, or set item_text_init=null",
+        )
+    encoder, tokenizer = load_pretrained(None if checkpoint == "minilm" else checkpoint)
+    texts = item_texts(data.item_features, data.num_items)
+    vectors = item_text_embeddings(texts, range(data.num_items), encoder, tokenizer).weight
+    load_item_embeddings(model, text_item_init(vectors, model.item_embedding.weight.shape[1]))
+
+
 def run_experiment(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """Train and evaluate the configured model; write config, metrics and checkpoint into ``run_dir``."""
     seed_everything(cfg.seed)
@@ -75,6 +93,8 @@ def run_experiment(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         if key not in model_cfg:
             raise ConfigError(f"model config has no '{key}' key", where="model", fix="model configs define module, batches and optimizer")
     model: Recommender = build(fill_data_sizes(model_cfg.module, sizes), "model.module")
+    if cfg.get("item_text_init"):
+        init_item_table_from_text(model, data, str(cfg.item_text_init))
     prepare_started = time.perf_counter()
     model.prepare(split.train)
     prepare_seconds = time.perf_counter() - prepare_started

@@ -13,6 +13,7 @@ BENCHMARKS = {
     "ctr": "recsys.benchmarks.ctr",
     "item2vec": "recsys.benchmarks.item2vec",
     "sequential": "recsys.benchmarks.sequential",
+    "text": "recsys.benchmarks.text",
     "entity-embedding": "recsys.benchmarks.entity_embedding",
 }
 

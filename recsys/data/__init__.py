@@ -10,11 +10,14 @@ from recsys.data.libsvm import read_libsvm
 from recsys.data.load import load_dataset
 from recsys.data.pointwise_batches import RatingBatches
 from recsys.data.sampling import NegativeSampler
+from recsys.data.sequence_batches import ClozeBatches, NextItemBatches
 from recsys.data.sequences_file import load_sequence_file
 from recsys.data.splits import Split, leave_one_out, random_split, temporal_split
 from recsys.data.vocabulary import Vocabulary
 
 __all__ = [
+    "ClozeBatches",
+    "NextItemBatches",
     "CTRBatches",
     "CategoricalFeature",
     "FeatureBatches",
