@@ -50,8 +50,14 @@ class TieRanks:
     num_targets: Tensor
 
 
+_COMPARE_MAX_TARGETS = 8
+
+
 def tie_ranks(scores: Tensor, targets: Tensor, mask: Tensor | None = None) -> TieRanks:
-    """Count, for each target, the items scored above it and tied with it: one sort per row + searchsorted.
+    """Count, for each target, the items scored above it and tied with it.
+
+    Up to 8 targets per row are counted by comparison (O(N) each); more use one sort per row plus
+    ``searchsorted``.
 
     ``scores`` (B, N) with excluded items at ``-inf`` (NaN is treated as ``-inf``); ``targets`` (B, R)
     item indices, padded; ``mask`` (B, R) bool, True for real targets (default: all).
@@ -73,10 +79,15 @@ def tie_ranks(scores: Tensor, targets: Tensor, mask: Tensor | None = None) -> Ti
             f"target item ids must lie in [0, {num_items})", where="tie_ranks", fix="check the item mapping"
         )
     scores = torch.where(scores.isnan(), float("-inf"), scores)
-    ordered = scores.sort(dim=1).values  # (B, N) ascending
     target_scores = scores.gather(1, targets)  # (B, R)
-    below_or_equal = torch.searchsorted(ordered, target_scores, right=True)
-    below = torch.searchsorted(ordered, target_scores)
+    if targets.shape[1] <= _COMPARE_MAX_TARGETS:  # few targets (leave-one-out): O(N) counting per target slot
+        above = torch.stack([(scores > target_scores[:, r, None]).sum(1) for r in range(targets.shape[1])], 1)
+        tied = torch.stack([(scores == target_scores[:, r, None]).sum(1) for r in range(targets.shape[1])], 1)
+        below_or_equal, below = num_items - above, num_items - above - tied
+    else:  # many targets: one sort per row, then binary search
+        ordered = scores.sort(dim=1).values  # (B, N) ascending
+        below_or_equal = torch.searchsorted(ordered, target_scores, right=True)
+        below = torch.searchsorted(ordered, target_scores)
     valid = mask & (target_scores > float("-inf"))
     greater = torch.where(valid, num_items - below_or_equal, num_items).double()
     equal = torch.where(valid, below_or_equal - below, 1).double()
