@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import torch
 from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.model_selection import KFold, StratifiedKFold
 from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import check_is_fitted, validate_data
 from torch import nn
@@ -59,11 +60,14 @@ def _column(values: pd.Series, name: str, where: str) -> tuple[np.ndarray, np.nd
 
 
 class _Network(nn.Module):
-    """One embedding per categorical column, concatenated, an MLP, and a linear output."""
+    """One embedding per categorical column, concatenated, an MLP, a linear output, plus one learned logit per category."""
 
     def __init__(self, sizes: Sequence[int], dims: Sequence[int], hidden_dims: Sequence[int], out_dim: int) -> None:
         super().__init__()
         self.embeddings = nn.ModuleList(nn.Embedding(n, d) for n, d in zip(sizes, dims))
+        self.logits = nn.ModuleList(nn.Embedding(n, out_dim) for n in sizes)  # wide part: a per-category logit
+        for table in self.logits:
+            nn.init.zeros_(table.weight)
         layers, width = [], sum(dims)
         for h in hidden_dims:
             layers += [nn.Linear(width, h), nn.ReLU()]
@@ -72,27 +76,46 @@ class _Network(nn.Module):
 
     def forward(self, codes: torch.Tensor) -> torch.Tensor:
         x = torch.cat([emb(codes[:, j]) for j, emb in enumerate(self.embeddings)], 1)  # (B, sum D), loop over columns
-        return self.head(x)  # (B, out_dim)
+        wide = sum(table(codes[:, j]) for j, table in enumerate(self.logits))  # (B, out_dim)
+        return self.head(x) + wide  # (B, out_dim)
 
 
 class EntityEmbeddingEncoder(TransformerMixin, BaseEstimator):
     """Learn a dense vector per category from the target with a small network; ``transform`` returns the vectors.
 
     Every input column is categorical (strings, integers, booleans, or floats as labels). ``fit(X, y)``
-    trains embeddings + MLP on a classification (binary or multiclass) or regression target;
-    ``transform(X)`` replaces column ``c`` by ``D_c`` float columns ``c_emb0 ...``. Missing values, categories
-    rarer than ``min_frequency`` and categories unseen at fit share one OOV row per column.
-    ``embedding_dim="auto"`` gives ``min(max_embedding_dim, ceil(categories / 2))``.
+    trains embeddings + MLP (plus one learned logit per category, added to the output) on a classification
+    (binary or multiclass) or regression target; ``transform(X)`` replaces column ``c`` by ``D_c`` float
+    columns ``c_emb0 ...`` (and, with ``logit_columns=True``, the category's learned logit ``c_logit0 ...``).
+    Missing values, categories rarer than ``min_frequency`` and categories unseen at fit share one OOV row per
+    column; during training each category is replaced by the OOV row with probability ``dropout``, which trains
+    that row and regularizes like embedding dropout. ``embedding_dim="auto"`` gives
+    ``min(max_embedding_dim, ceil(categories / 2))``.
+
+    .. note::
+        `fit(X, y).transform(X)` does not equal `fit_transform(X, y)` because a
+        :term:`cross fitting` scheme is used in `fit_transform` for encoding.
+        See scikit-learn's ``TargetEncoder`` User Guide (cross fitting) for details.
+
+    ``fit_transform(X, y)`` splits the rows into ``cv`` folds (``StratifiedKFold`` for classification,
+    ``KFold`` for regression, shuffled by ``shuffle`` / ``random_state``), trains a network on every ``cv - 1``
+    folds and encodes the remaining fold with it, so a downstream model never sees vectors learned from its
+    own rows' targets; it also fits the network on all rows, which ``transform`` uses afterwards. Every network
+    starts from the same seeded initialization, so their coordinates stay comparable. ``cv=None`` skips
+    cross fitting (then ``fit_transform(X, y) == fit(X, y).transform(X)``).
 
     >>> X = pd.DataFrame({"city": ["a", "b", "a", "c"] * 25, "size": [1, 2, 2, 1] * 25})
     >>> enc = EntityEmbeddingEncoder(epochs=2, random_state=0).fit(X, [1, 0, 1, 0] * 25)
     >>> enc.transform(X.head(2)).shape, list(enc.get_feature_names_out())
     ((2, 4), ['city_emb0', 'city_emb1', 'size_emb0', 'size_emb1'])
+    >>> EntityEmbeddingEncoder(epochs=2, cv=3, random_state=0).fit_transform(X, [1, 0, 1, 0] * 25).shape
+    (100, 4)
     """
 
     def __init__(self, embedding_dim: int | str = "auto", max_embedding_dim: int = 10, hidden_dims: Sequence[int] = (64,),
                  epochs: int = 10, batch_size: int = 256, learning_rate: float = 1e-2, weight_decay: float = 0.0,
-                 min_frequency: int = 1, task: str = "auto", random_state: int | None = None) -> None:
+                 dropout: float = 0.0, min_frequency: int = 1, logit_columns: bool = False, cv: int | None = 5,
+                 shuffle: bool = True, task: str = "auto", random_state: int | None = None) -> None:
         self.embedding_dim = embedding_dim
         self.max_embedding_dim = max_embedding_dim
         self.hidden_dims = hidden_dims
@@ -100,7 +123,11 @@ class EntityEmbeddingEncoder(TransformerMixin, BaseEstimator):
         self.batch_size = batch_size
         self.learning_rate = learning_rate
         self.weight_decay = weight_decay
+        self.dropout = dropout
         self.min_frequency = min_frequency
+        self.logit_columns = logit_columns
+        self.cv = cv
+        self.shuffle = shuffle
         self.task = task
         self.random_state = random_state
 
@@ -113,6 +140,10 @@ class EntityEmbeddingEncoder(TransformerMixin, BaseEstimator):
             raise ConfigError(f"task must be 'auto', 'classification' or 'regression', got {self.task!r}", where=where)
         if min(self.epochs, self.batch_size, self.min_frequency, self.max_embedding_dim) < 1 or self.learning_rate <= 0:
             raise ConfigError("epochs, batch_size, min_frequency, max_embedding_dim must be >= 1 and learning_rate > 0", where=where)
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout!r}", where=where)
+        if self.cv is not None and int(self.cv) < 2:
+            raise ConfigError(f"cv must be None or >= 2 folds, got {self.cv!r}", where=where)
 
     def _codes(self, frame: pd.DataFrame, where: str) -> np.ndarray:
         """``(n, C)`` int64 rows of every column's categories; unseen, rare and missing -> the column's OOV row."""
@@ -130,7 +161,8 @@ class EntityEmbeddingEncoder(TransformerMixin, BaseEstimator):
             codes[:, j] = np.where(present & (index >= 0), index, len(self.categories_[j]))
         return codes
 
-    def fit(self, X: Any, y: Any = None) -> EntityEmbeddingEncoder:
+    def _prepare(self, X: Any, y: Any) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+        """Validate, learn categories, sizes, loss and seed; the ``(n, C)`` codes, the target tensor and y."""
         self._check_params()
         if y is None:
             raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y is None")
@@ -155,29 +187,68 @@ class EntityEmbeddingEncoder(TransformerMixin, BaseEstimator):
             self.categories_.append(pd.Index(kept[counts >= self.min_frequency]))
             self.kinds_.append("str" if values.dtype == object and isinstance(values[present][0], str) else "other")
         codes = torch.from_numpy(self._codes(frame, "EntityEmbeddingEncoder.fit"))
-        target, loss_fn, out_dim = self._target(y)
-        sizes = [len(c) + 1 for c in self.categories_]
+        target, self._loss_fn, self.out_dim_ = self._target(y)
+        self.sizes_ = [len(c) + 1 for c in self.categories_]
         if self.embedding_dim == "auto":
-            self.embedding_dims_ = [min(self.max_embedding_dim, max(1, math.ceil(s / 2))) for s in sizes]
+            self.embedding_dims_ = [min(self.max_embedding_dim, max(1, math.ceil(s / 2))) for s in self.sizes_]
         else:
-            self.embedding_dims_ = [int(self.embedding_dim)] * len(sizes)
-        seed = int(np.random.RandomState(self.random_state).randint(2**31 - 1))
-        with torch.random.fork_rng(devices=[]):  # seeded init; the global RNG state is restored
-            torch.manual_seed(seed)
-            network = _Network(sizes, self.embedding_dims_, list(self.hidden_dims), out_dim)
+            self.embedding_dims_ = [int(self.embedding_dim)] * len(self.sizes_)
+        self._seed = int(np.random.RandomState(self.random_state).randint(2**31 - 1))
+        return codes, target, y
+
+    def _train(self, codes: torch.Tensor, target: torch.Tensor, seed: int) -> list[np.ndarray]:
+        """Train a network on ``codes`` (n, C) -> target; per column the ``(categories + 1, D [+ out_dim])`` output table."""
+        with torch.random.fork_rng(devices=[]):  # seeded init (same for every fold); the global RNG state is restored
+            torch.manual_seed(self._seed)
+            network = _Network(self.sizes_, self.embedding_dims_, list(self.hidden_dims), self.out_dim_)
         generator = torch.Generator().manual_seed(seed)
         optimizer = torch.optim.Adam(network.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay)
+        oov = torch.tensor(self.sizes_) - 1  # (C,)
         for _ in range(self.epochs):
             order = torch.randperm(len(codes), generator=generator)
             for start in range(0, len(codes), self.batch_size):
                 rows = order[start : start + self.batch_size]
-                loss = loss_fn(network(codes[rows]), target[rows])
+                batch = codes[rows]  # (B, C)
+                if self.dropout > 0:
+                    batch = torch.where(torch.rand(batch.shape, generator=generator) < self.dropout, oov, batch)
+                loss = self._loss_fn(network(batch), target[rows])
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()
-        self.embeddings_ = [emb.weight.detach().numpy().astype(np.float64) for emb in network.embeddings]
-        self.network_ = network.eval()
+        tables = [emb.weight.detach().numpy().astype(np.float64) for emb in network.embeddings]
+        if self.logit_columns:
+            tables = [np.hstack([t, w.weight.detach().numpy()]) for t, w in zip(tables, network.logits)]
+        return tables
+
+    def fit(self, X: Any, y: Any = None) -> EntityEmbeddingEncoder:
+        codes, target, _ = self._prepare(X, y)
+        self.embeddings_ = self._train(codes, target, self._seed)
         return self
+
+    def fit_transform(self, X: Any, y: Any = None, **fit_params: Any) -> np.ndarray:
+        """Fit on all rows (for later ``transform``) and return the cross-fitted encoding of ``X`` (see the class note)."""
+        codes, target, y = self._prepare(X, y)
+        self.embeddings_ = self._train(codes, target, self._seed)
+        if self.cv is None:
+            return self._lookup(self.embeddings_, codes.numpy())
+        classify = self.out_dim_ > 1 or isinstance(self._loss_fn, nn.BCEWithLogitsLoss)
+        splitter = (StratifiedKFold if classify else KFold)(int(self.cv), shuffle=self.shuffle,
+                                                            random_state=self.random_state if self.shuffle else None)
+        out = np.empty((len(codes), sum(t.shape[1] for t in self.embeddings_)))
+        oov = np.asarray(self.sizes_) - 1  # (C,)
+        for k, (train, held) in enumerate(splitter.split(np.zeros(len(codes)), y)):  # loop over folds
+            fold = codes[train]  # (n_k, C)
+            tables = self._train(fold, target[train], self._seed + k + 1)
+            held_codes = codes.numpy()[held]  # (n_held, C)
+            for j, s in enumerate(self.sizes_):  # loop over columns: categories absent from the training folds -> OOV
+                present = np.bincount(fold[:, j].numpy(), minlength=s) > 0
+                held_codes[:, j] = np.where(present[held_codes[:, j]], held_codes[:, j], oov[j])
+            out[held] = self._lookup(tables, held_codes)
+        return out
+
+    @staticmethod
+    def _lookup(tables: list[np.ndarray], codes: np.ndarray) -> np.ndarray:
+        return np.hstack([table[codes[:, j]] for j, table in enumerate(tables)])  # (n, sum D)
 
     def _target(self, y: np.ndarray) -> tuple[torch.Tensor, Any, int]:
         kind = type_of_target(y, input_name="y", raise_unknown=True) if self.task == "auto" else self.task
@@ -209,12 +280,14 @@ class EntityEmbeddingEncoder(TransformerMixin, BaseEstimator):
         if frame.shape[0] == 0:
             raise DataError("cannot transform an empty input", where="EntityEmbeddingEncoder.transform", fix="pass at least one row")
         codes = self._codes(frame, "EntityEmbeddingEncoder.transform")
-        return np.hstack([table[codes[:, j]] for j, table in enumerate(self.embeddings_)])  # (n, sum D)
+        return self._lookup(self.embeddings_, codes)  # (n, sum D)
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
         check_is_fitted(self, "embeddings_")
         names = self.feature_names_out_base_ if input_features is None else np.asarray(input_features, dtype=object)
-        return np.asarray([f"{name}_emb{k}" for name, d in zip(names, self.embedding_dims_) for k in range(d)], dtype=object)
+        logits = [f"logit{k}" for k in range(self.out_dim_)] if self.logit_columns else []
+        return np.asarray([f"{name}_{part}" for name, d in zip(names, self.embedding_dims_)
+                           for part in [f"emb{k}" for k in range(d)] + logits], dtype=object)
 
     def __sklearn_tags__(self):  # noqa: ANN204
         tags = super().__sklearn_tags__()

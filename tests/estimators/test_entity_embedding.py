@@ -9,6 +9,7 @@ import pytest
 from sklearn.base import clone
 from sklearn.compose import ColumnTransformer
 from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import GridSearchCV, cross_val_score
 from sklearn.pipeline import Pipeline
 from sklearn.utils.estimator_checks import parametrize_with_checks
@@ -16,10 +17,20 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 from recsys.errors import DataError
 from recsys.estimators.entity_embedding import EntityEmbeddingEncoder
 
-# every check that applies passes; none is excluded (check_array_api_input skips itself without SCIPY_ARRAY_API)
+# Without cross fitting (cv=None) every check that applies passes; none is excluded (check_array_api_input skips
+# itself without SCIPY_ARRAY_API). With cross fitting, fit_transform != fit().transform by design (as for
+# sklearn's TargetEncoder), so only the checks comparing the two are expected to fail.
+CROSS_FIT_DIFFERS = "fit_transform cross-fits: it returns out-of-fold vectors, not fit(X, y).transform(X)"
 
 
-@parametrize_with_checks([EntityEmbeddingEncoder(epochs=2)])
+def expected_failures(estimator: EntityEmbeddingEncoder) -> dict[str, str]:
+    if estimator.cv is None:
+        return {}
+    return {name: CROSS_FIT_DIFFERS for name in ("check_transformer_general", "check_transformer_data_not_an_array")}
+
+
+@parametrize_with_checks([EntityEmbeddingEncoder(epochs=2, cv=None), EntityEmbeddingEncoder(epochs=2, cv=3)],
+                         expected_failed_checks=expected_failures)
 def test_sklearn_estimator_checks(estimator, check) -> None:
     check(estimator)
 
@@ -90,3 +101,22 @@ def test_bad_input_gives_clear_errors(fit_X: pd.DataFrame, transform_X: pd.DataF
     with pytest.raises(DataError, match=message):
         enc = EntityEmbeddingEncoder(epochs=1).fit(fit_X, y)
         enc.transform(transform_X)
+
+
+def test_fit_transform_cross_fits_and_transform_uses_the_model_fit_on_all_rows() -> None:
+    # one category per row and a random target: a model fit on all rows memorizes y, the cross-fitted encoding cannot
+    rng = np.random.default_rng(0)
+    X, y = pd.DataFrame({"id": [f"r{i}" for i in range(300)]}), rng.integers(0, 2, 300)
+    params = dict(embedding_dim=2, epochs=30, batch_size=32, learning_rate=0.05, logit_columns=True, random_state=0)
+    full = EntityEmbeddingEncoder(**params, cv=None).fit(X, y)
+    assert list(full.get_feature_names_out()) == ["id_emb0", "id_emb1", "id_logit0"]
+    assert np.allclose(full.transform(X), EntityEmbeddingEncoder(**params, cv=None).fit_transform(X, y))
+    leaked = full.transform(X)[:, 2]
+    assert roc_auc_score(y, leaked) > 0.9  # memorized
+    crossed = EntityEmbeddingEncoder(**params, cv=3)
+    out = crossed.fit_transform(X, y)
+    assert out.shape == (300, 3)
+    # every held-out id is unseen by its fold's model -> that model's OOV row, untrained here (dropout=0): the
+    # shared seeded init, with the zero-initialized logit; no row carries its own target
+    assert len(np.unique(out.round(6), axis=0)) == 1 and np.allclose(out[:, 2], 0.0)
+    assert np.allclose(crossed.transform(X), full.transform(X))  # transform uses the network fit on all rows
