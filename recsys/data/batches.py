@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
+from recsys.data.epochs import EpochBatches
 from recsys.data.sampling import NegativeSampler
 from recsys.errors import ConfigError
 
@@ -15,7 +16,7 @@ if TYPE_CHECKING:
     from recsys.data.interactions import Interactions
 
 
-class PairwiseBatches:
+class PairwiseBatches(EpochBatches):
     """Shuffled ``(user, positive item, sampled negatives)`` batches over all training interactions.
 
     One epoch visits every interaction once in a seeded random order; negatives for the whole epoch are
@@ -50,23 +51,12 @@ class PairwiseBatches:
             item_counts=counts,
             exclude=data.user_item_matrix() if exclude_positives else None,
         )
-        self.epoch, self.rank, self.world_size = 0, 0, 1
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def shard(self, rank: int, world_size: int) -> None:
-        self.rank, self.world_size = rank, world_size
-
-    def _num_local(self) -> int:
-        return len(range(self.rank, self.users.shape[0], self.world_size))
-
-    def __len__(self) -> int:
-        n = self._num_local()
-        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+    def num_rows(self) -> int:
+        return self.users.shape[0]
 
     def __iter__(self) -> Iterator[dict[str, Tensor]]:
-        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        generator = self.epoch_generator()
         order = torch.randperm(self.users.shape[0], generator=generator)[self.rank :: self.world_size]
         users, items = self.users[order], self.items[order]
         negatives = self.sampler.sample(users, self.num_negatives, generator=generator)  # (n, S)

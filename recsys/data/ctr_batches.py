@@ -9,6 +9,7 @@ import polars as pl
 import torch
 from torch import Tensor
 
+from recsys.data.epochs import EpochBatches
 from recsys.data.features import EncodedFeatures, FeaturePipeline
 from recsys.errors import ConfigError, DataError
 
@@ -37,7 +38,7 @@ def ctr_frame(data: Interactions) -> pl.DataFrame:
     return frame
 
 
-class FeatureBatches:
+class FeatureBatches(EpochBatches):
     """Shuffled mini-batches over encoded rows: ``{"labels", "ids", "bag_values", "bag_offsets", "dense"}``.
 
     Each epoch draws one seeded permutation and reorders the bags key-major per batch with one stable
@@ -61,25 +62,14 @@ class FeatureBatches:
         self.batch_size, self.shuffle, self.drop_last, self.seed = batch_size, shuffle, drop_last, seed
         lengths = encoded.bag_lengths  # (F_bag, n)
         self._starts = torch.cumsum(lengths.flatten(), 0).view_as(lengths) - lengths  # (F_bag, n) start of each bag
-        self.epoch, self.rank, self.world_size = 0, 0, 1
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def shard(self, rank: int, world_size: int) -> None:
-        self.rank, self.world_size = rank, world_size
-
-    def _num_local(self) -> int:
-        return len(range(self.rank, len(self.labels), self.world_size))
-
-    def __len__(self) -> int:
-        n = self._num_local()
-        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+    def num_rows(self) -> int:
+        return len(self.labels)
 
     def _order(self) -> Tensor:
         if not self.shuffle:
             return torch.arange(self.rank, len(self.labels), self.world_size)
-        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        generator = self.epoch_generator()
         return torch.randperm(len(self.labels), generator=generator)[self.rank :: self.world_size]
 
     def _bags(self, order: Tensor) -> tuple[Tensor, Tensor]:

@@ -8,13 +8,14 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
+from recsys.data.epochs import EpochBatches
 from recsys.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
     from recsys.data.interactions import Interactions
 
 
-class RatingBatches:
+class RatingBatches(EpochBatches):
     """Every rated interaction once per epoch in a seeded random order: ``{"users", "items", "ratings"}``.
 
     ``set_epoch`` makes each epoch's order reproducible (resume gives the same batches); ``shard``
@@ -43,22 +44,14 @@ class RatingBatches:
             raise DataError("no training interactions to build batches from", where=f"RatingBatches({data.name!r})")
         self.users, self.items, self.ratings = data.user_index, data.item_index, data.ratings.float()
         self.batch_size, self.shuffle, self.drop_last, self.seed = batch_size, shuffle, drop_last, seed
-        self.epoch, self.rank, self.world_size = 0, 0, 1
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def shard(self, rank: int, world_size: int) -> None:
-        self.rank, self.world_size = rank, world_size
-
-    def __len__(self) -> int:
-        n = len(range(self.rank, self.users.shape[0], self.world_size))
-        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+    def num_rows(self) -> int:
+        return self.users.shape[0]
 
     def __iter__(self) -> Iterator[dict[str, Tensor]]:
         n = self.users.shape[0]
         if self.shuffle:
-            generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+            generator = self.epoch_generator()
             order = torch.randperm(n, generator=generator)[self.rank :: self.world_size]
         else:
             order = torch.arange(self.rank, n, self.world_size)

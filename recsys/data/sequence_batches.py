@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
+from recsys.data.epochs import EpochBatches
 from recsys.data.ids import ITEM_SHIFT, PADDING_INDEX, mask_index
 from recsys.data.sampling import NegativeSampler
 from recsys.errors import ConfigError, DataError
@@ -40,7 +41,7 @@ def _windows(data: Interactions, length: int, augment: bool) -> tuple[Tensor, Te
     return users, sequences
 
 
-class _SequenceBatches:
+class _SequenceBatches(EpochBatches):
     """Shared epoch logic: seeded shuffling, ``set_epoch`` (reproducible resume), ``shard`` (DDP).
 
     Each batch is cut to its longest sequence (leading all-padding columns dropped). With
@@ -59,20 +60,12 @@ class _SequenceBatches:
             raise DataError("no training interactions to build sequences from", where=f"{where} on dataset {data.name}")
         self.num_items, self.max_len, self.batch_size = data.num_items, max_len, batch_size
         self.drop_last, self.seed, self.group_by_length = drop_last, seed, group_by_length
-        self.epoch, self.rank, self.world_size = 0, 0, 1
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def shard(self, rank: int, world_size: int) -> None:
-        self.rank, self.world_size = rank, world_size
-
-    def __len__(self) -> int:
-        n = len(range(self.rank, self.users.shape[0], self.world_size))
-        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+    def num_rows(self) -> int:
+        return self.users.shape[0]
 
     def _epoch_order(self) -> tuple[torch.Generator, Tensor]:
-        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        generator = self.epoch_generator()
         order = torch.randperm(self.users.shape[0], generator=generator)[self.rank :: self.world_size]
         if self.group_by_length:  # sort within chunks of 64 batches by length, then shuffle the batches
             chunk = 64 * self.batch_size
