@@ -113,13 +113,17 @@ class Word2Vec:
         workers: int = 2,
         seed: int = 1,
         device: str = "auto",
+        init_scale: float = 0.75,
     ) -> None:
         self.vector_size, self.window, self.negative, self.sg = vector_size, window, negative, sg
         self.min_count, self.sample, self.epochs, self.alpha, self.min_alpha = min_count, sample, epochs, alpha, min_alpha
         self.ns_exponent, self.shrink_windows, self.basket = ns_exponent, shrink_windows, basket
         self.batch_size, self.workers, self.seed, self.device = batch_size, workers, seed, device
+        self.init_scale = init_scale
 
     def _check_params(self) -> None:
+        if not self.init_scale > 0:
+            raise ConfigError(f"init_scale must be > 0, got {self.init_scale}", where="Word2Vec", fix="e.g. init_scale=0.75")
         positive = {"vector_size": self.vector_size, "window": self.window, "negative": self.negative, "epochs": self.epochs, "batch_size": self.batch_size, "workers": self.workers, "min_count": self.min_count}
         for name, value in positive.items():
             if int(value) < 1:
@@ -161,7 +165,8 @@ class Word2Vec:
         num_keys, dim = len(keys), self.vector_size
         init = torch.Generator().manual_seed(self.seed)
         w_in = torch.zeros(num_keys + 1, dim)  # last row: padding of short windows, stays zero
-        w_in[:num_keys] = (torch.rand(num_keys, dim, generator=init) - 0.5) / dim
+        # uniform in (-init_scale, init_scale) / dim: word2vec.c uses 0.5, gensim 4 uses 1.0
+        w_in[:num_keys] = (torch.rand(num_keys, dim, generator=init) * 2 - 1) * self.init_scale / dim
         w_in, w_out = w_in.to(device), torch.zeros(num_keys, dim, device=device)
         sampler = AliasSampler(noise_distribution(counts, self.ns_exponent)).to(device)
         keep = keep_probabilities(counts, self.sample).float().to(device)

@@ -212,3 +212,22 @@ def test_keyed_embedding_export_for_int_keys() -> None:
 def test_unfitted_model_says_so() -> None:
     with pytest.raises(DataError, match="not fitted"):
         Word2Vec().most_similar("a")
+
+
+@pytest.mark.parametrize("init_scale", [0.5, 1.0])
+def test_input_vectors_start_uniform_in_init_scale_over_dim(init_scale: float) -> None:
+    corpus = [[str(i), str(i + 1), str(i + 2)] for i in range(200)]
+    model = Word2Vec(vector_size=16, min_count=1, epochs=1, alpha=1e-12, min_alpha=0.0, sample=0, workers=1,
+                     init_scale=init_scale, device="cpu").fit(corpus)
+    vectors = torch.as_tensor(np.asarray(model.wv.vectors))
+    bound = init_scale / 16
+    assert vectors.abs().max() <= bound
+    assert vectors.abs().max() > 0.9 * bound  # 3,200 uniform draws reach close to the bound
+    assert abs(vectors.mean().item()) < 0.1 * bound
+
+
+def test_init_scale_must_be_positive() -> None:
+    from recsys.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="init_scale"):
+        Word2Vec(min_count=1, init_scale=0).fit([["a", "b"]])
