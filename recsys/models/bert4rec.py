@@ -6,6 +6,8 @@ prediction for it ranks all items. Trained with full softmax cross-entropy over 
 
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -13,7 +15,7 @@ from torch import Tensor, nn
 from recsys.data.ids import ITEM_SHIFT, PADDING_INDEX, mask_index
 from recsys.errors import ConfigError
 from recsys.models.sasrec import SequentialRecommender, check_ids, check_sizes
-from recsys.nn.transformer import PositionalEmbedding, TransformerEncoder
+from recsys.nn.transformer import PositionalEmbedding, TransformerEncoder, init_weights
 
 
 class BERT4Rec(SequentialRecommender):
@@ -57,7 +59,7 @@ class BERT4Rec(SequentialRecommender):
                                           attention_dropout, activation, norm_first, causal=False)
         self.head = nn.Sequential(nn.Linear(embedding_dim, embedding_dim), nn.GELU(), nn.LayerNorm(embedding_dim))
         self.output_bias = nn.Parameter(torch.zeros(num_items))
-        self.apply(self._init_weights)
+        self.apply(partial(init_weights, std=self.init_std))
 
     def encode(self, inputs: Tensor) -> Tensor:
         """Hidden states ``(B, T, D)`` of left-padded sequences (index + 1, 0 = padding, ``num_items + 1`` = mask)."""

@@ -13,6 +13,7 @@ This file also holds :class:`SequentialRecommender`, the inference API shared wi
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import polars as pl
@@ -23,7 +24,7 @@ from torch import Tensor, nn
 from recsys.data.ids import ITEM_SHIFT, PADDING_INDEX
 from recsys.errors import ConfigError, DataError
 from recsys.models.base import Recommender
-from recsys.nn.transformer import PositionalEmbedding, TransformerEncoder
+from recsys.nn.transformer import PositionalEmbedding, TransformerEncoder, init_weights
 
 if TYPE_CHECKING:
     from recsys.data.interactions import Interactions
@@ -138,14 +139,6 @@ class SequentialRecommender(Recommender):
                 values.append(top.values)
         return torch.cat(indices), torch.cat(values)
 
-    def _init_weights(self, module: nn.Module) -> None:
-        if isinstance(module, (nn.Linear, nn.Embedding)):
-            nn.init.normal_(module.weight, std=self.init_std)
-            if isinstance(module, nn.Linear) and module.bias is not None:
-                nn.init.zeros_(module.bias)
-            if isinstance(module, nn.Embedding) and module.padding_idx is not None:
-                nn.init.zeros_(module.weight[module.padding_idx])
-
 
 def check_sizes(where: str, **sizes: int) -> None:
     for name, value in sizes.items():
@@ -200,7 +193,7 @@ class SASRec(SequentialRecommender):
         self.dropout = nn.Dropout(dropout)
         self.encoder = TransformerEncoder(num_layers, embedding_dim, num_heads, hidden_dim or embedding_dim, dropout,
                                           attention_dropout, activation, norm_first, causal=True)
-        self.apply(self._init_weights)
+        self.apply(partial(init_weights, std=self.init_std))
 
     def encode(self, inputs: Tensor) -> Tensor:
         """Hidden states ``(B, T, D)`` of left-padded item sequences ``(B, T)`` (index + 1, 0 = padding)."""

@@ -37,6 +37,17 @@ __all__ = [
 _ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU}
 
 
+def init_weights(module: nn.Module, std: float = 0.02) -> None:
+    """BERT-style init for ``model.apply(partial(init_weights, std=...))``: normal Linear/Embedding
+    weights, zero biases and padding rows (LayerNorm keeps its defaults)."""
+    if isinstance(module, (nn.Linear, nn.Embedding)):
+        nn.init.normal_(module.weight, std=std)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
+        if isinstance(module, nn.Embedding) and module.padding_idx is not None:
+            nn.init.zeros_(module.weight[module.padding_idx])
+
+
 def attention_bias(attention_mask: Tensor | None, seq_len: int, causal: bool) -> Tensor | None:
     """Boolean mask for ``scaled_dot_product_attention``: ``(B, 1, T, T)``, True where query t may see key s.
 

@@ -8,12 +8,14 @@
 
 from __future__ import annotations
 
-import torch
+from functools import partial
+
+import torch  # noqa: F401  (the doctests use it)
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from recsys.errors import ConfigError
-from recsys.nn.transformer import PositionalEmbedding, TransformerEncoder
+from recsys.nn.transformer import PositionalEmbedding, TransformerEncoder, init_weights
 
 __all__ = ["BertEncoder", "TextEmbeddings", "cls_pool", "mean_pool"]
 
@@ -110,15 +112,7 @@ class BertEncoder(nn.Module):
         )  # post-LN, bidirectional, exact (erf) GELU: BERT's layout
         self.pooler = nn.Sequential(nn.Linear(dim, dim), nn.Tanh()) if add_pooler else None
         self.init_std = init_std
-        self.apply(self._init_weights)
-
-    def _init_weights(self, module: nn.Module) -> None:
-        if isinstance(module, (nn.Linear, nn.Embedding)):
-            nn.init.normal_(module.weight, std=self.init_std)
-            if isinstance(module, nn.Linear) and module.bias is not None:
-                nn.init.zeros_(module.bias)
-            if isinstance(module, nn.Embedding) and module.padding_idx is not None:
-                nn.init.zeros_(module.weight[module.padding_idx])
+        self.apply(partial(init_weights, std=self.init_std))
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None, token_type_ids: Tensor | None = None) -> Tensor:
         x = self.embeddings(input_ids, token_type_ids)  # (B, T, D)
