@@ -2,7 +2,7 @@
 
 Columns: user, item, gender, occupation, zip prefix (categorical, encoded by the encoder under test), age
 and 19 genre flags (numeric, passed through). Encoders: ``EntityEmbeddingEncoder`` (ours, with the learned
-per-category logit column; fit on all training rows, and cross-fitted with ``cv=5``), ``OneHotEncoder``
+per-category logit column; fit on all training rows as by default, and cross-fitted with ``cv=5``), ``OneHotEncoder``
 (``min_frequency=10``, infrequent bucket), ``OrdinalEncoder`` (codes as numbers, and with at most 255 categories
 per column through HGB's native categorical support) and ``TargetEncoder`` (cross-fitted). Same seeded 80/10/10 split as the CTR tasks; the encoders
 and HGB are fit on train, test AUC reported (mean over ``--seeds``). ``recsys bench entity_embedding``.
@@ -59,7 +59,7 @@ def encoders(seed: int, epochs: int) -> dict[str, tuple[object, bool]]:
 
     ours = dict(epochs=epochs, batch_size=1024, learning_rate=3e-3, weight_decay=1e-5, logit_columns=True, random_state=seed)
     return {
-        "EntityEmbeddingEncoder (ours, + logit column)": (EntityEmbeddingEncoder(**ours, cv=None), False),
+        "EntityEmbeddingEncoder (ours, defaults: + logit column, cv=None)": (EntityEmbeddingEncoder(**ours, cv=None), False),
         "EntityEmbeddingEncoder (ours, + logit column, cross-fitted cv=5)": (EntityEmbeddingEncoder(**ours, cv=5), False),
         "OneHotEncoder": (OneHotEncoder(handle_unknown="infrequent_if_exist", min_frequency=10, sparse_output=False), False),
         "OrdinalEncoder": (OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1), False),

@@ -93,28 +93,30 @@ class EntityEmbeddingEncoder(TransformerMixin, BaseEstimator):
     ``min(max_embedding_dim, ceil(categories / 2))``.
 
     .. note::
-        `fit(X, y).transform(X)` does not equal `fit_transform(X, y)` because a
+        With ``cv`` set, `fit(X, y).transform(X)` does not equal `fit_transform(X, y)` because a
         :term:`cross fitting` scheme is used in `fit_transform` for encoding.
         See scikit-learn's ``TargetEncoder`` User Guide (cross fitting) for details.
 
-    ``fit_transform(X, y)`` splits the rows into ``cv`` folds (``StratifiedKFold`` for classification,
-    ``KFold`` for regression, shuffled by ``shuffle`` / ``random_state``), trains a network on every ``cv - 1``
+    ``fit_transform(X, y)`` with ``cv=k`` splits the rows into ``k`` folds (``StratifiedKFold`` for classification,
+    ``KFold`` for regression, shuffled by ``shuffle`` / ``random_state``), trains a network on every ``k - 1``
     folds and encodes the remaining fold with it, so a downstream model never sees vectors learned from its
     own rows' targets; it also fits the network on all rows, which ``transform`` uses afterwards. Every network
-    starts from the same seeded initialization, so their coordinates stay comparable. ``cv=None`` skips
-    cross fitting (then ``fit_transform(X, y) == fit(X, y).transform(X)``).
+    starts from the same seeded initialization, so their coordinates stay comparable. The default ``cv=None``
+    skips cross fitting (``fit_transform(X, y) == fit(X, y).transform(X)``) and ``logit_columns=True`` is the
+    default: on ml-100k (rating >= 4, HistGradientBoosting downstream, ``recsys bench entity-embedding``) that
+    setting scored best, ahead of cross fitting with ``cv=5`` and of the embeddings alone.
 
     >>> X = pd.DataFrame({"city": ["a", "b", "a", "c"] * 25, "size": [1, 2, 2, 1] * 25})
     >>> enc = EntityEmbeddingEncoder(epochs=2, random_state=0).fit(X, [1, 0, 1, 0] * 25)
     >>> enc.transform(X.head(2)).shape, list(enc.get_feature_names_out())
-    ((2, 4), ['city_emb0', 'city_emb1', 'size_emb0', 'size_emb1'])
-    >>> EntityEmbeddingEncoder(epochs=2, cv=3, random_state=0).fit_transform(X, [1, 0, 1, 0] * 25).shape
+    ((2, 6), ['city_emb0', 'city_emb1', 'city_logit0', 'size_emb0', 'size_emb1', 'size_logit0'])
+    >>> EntityEmbeddingEncoder(epochs=2, cv=3, logit_columns=False, random_state=0).fit_transform(X, [1, 0, 1, 0] * 25).shape
     (100, 4)
     """
 
     def __init__(self, embedding_dim: int | str = "auto", max_embedding_dim: int = 10, hidden_dims: Sequence[int] = (64,),
                  epochs: int = 10, batch_size: int = 256, learning_rate: float = 1e-2, weight_decay: float = 0.0,
-                 dropout: float = 0.0, min_frequency: int = 1, logit_columns: bool = False, cv: int | None = 5,
+                 dropout: float = 0.0, min_frequency: int = 1, logit_columns: bool = True, cv: int | None = None,
                  shuffle: bool = True, task: str = "auto", random_state: int | None = None) -> None:
         self.embedding_dim = embedding_dim
         self.max_embedding_dim = max_embedding_dim

@@ -17,7 +17,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 from recsys.errors import DataError
 from recsys.estimators.entity_embedding import EntityEmbeddingEncoder
 
-# Without cross fitting (cv=None) every check that applies passes; none is excluded (check_array_api_input skips
+# With the defaults (cv=None: no cross fitting; logit columns) every check that applies passes; none is excluded (check_array_api_input skips
 # itself without SCIPY_ARRAY_API). With cross fitting, fit_transform != fit().transform by design (as for
 # sklearn's TargetEncoder), so only the checks comparing the two are expected to fail.
 CROSS_FIT_DIFFERS = "fit_transform cross-fits: it returns out-of-fold vectors, not fit(X, y).transform(X)"
@@ -29,7 +29,7 @@ def expected_failures(estimator: EntityEmbeddingEncoder) -> dict[str, str]:
     return {name: CROSS_FIT_DIFFERS for name in ("check_transformer_general", "check_transformer_data_not_an_array")}
 
 
-@parametrize_with_checks([EntityEmbeddingEncoder(epochs=2, cv=None), EntityEmbeddingEncoder(epochs=2, cv=3)],
+@parametrize_with_checks([EntityEmbeddingEncoder(epochs=2), EntityEmbeddingEncoder(epochs=2, cv=3, logit_columns=False)],
                          expected_failed_checks=expected_failures)
 def test_sklearn_estimator_checks(estimator, check) -> None:
     check(estimator)
@@ -42,6 +42,15 @@ def planted(n: int = 600, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
     X = pd.DataFrame({"shop": [f"s{s}" for s in shop], "noise": rng.integers(0, 5, n), "amount": rng.normal(size=n)})
     y = ((shop % 2 == 0) ^ (rng.random(n) < 0.1)).astype(int)
     return X, y
+
+
+def test_defaults_are_the_best_setting_of_the_bench_no_cross_fitting_with_logit_columns() -> None:
+    X, y = planted(200)
+    enc = EntityEmbeddingEncoder(epochs=2, random_state=0)
+    assert enc.cv is None and enc.logit_columns is True
+    out = enc.fit_transform(X[["shop"]], y)
+    assert np.allclose(out, enc.transform(X[["shop"]]))  # no cross fitting
+    assert list(enc.get_feature_names_out())[-1] == "shop_logit0" and out.shape == (200, enc.embedding_dims_[0] + 1)
 
 
 def test_learned_embeddings_separate_the_planted_groups_in_a_cross_validated_pipeline() -> None:
@@ -58,8 +67,8 @@ def test_learned_embeddings_separate_the_planted_groups_in_a_cross_validated_pip
 def test_polars_and_pandas_input_give_the_same_output_and_set_output_pandas() -> None:
     X, y = planted(200)
     X = X[["shop", "noise"]]
-    a = EntityEmbeddingEncoder(epochs=2, random_state=0).fit(X, y)
-    b = EntityEmbeddingEncoder(epochs=2, random_state=0).fit(pl.from_pandas(X), y)
+    a = EntityEmbeddingEncoder(epochs=2, logit_columns=False, random_state=0).fit(X, y)
+    b = EntityEmbeddingEncoder(epochs=2, logit_columns=False, random_state=0).fit(pl.from_pandas(X), y)
     assert np.allclose(a.transform(X), b.transform(pl.from_pandas(X)))
     out = a.set_output(transform="pandas").transform(X)
     assert isinstance(out, pd.DataFrame) and list(out.columns) == list(a.get_feature_names_out())
@@ -80,7 +89,7 @@ def test_grid_search_clones_and_regression_targets_work() -> None:
                           {"enc__embedding_dim": [2, 4]}, cv=2).fit(X[["shop"]], y)
     assert search.best_params_["enc__embedding_dim"] in (2, 4)
     assert clone(EntityEmbeddingEncoder(hidden_dims=(8,))).get_params()["hidden_dims"] == (8,)
-    reg = EntityEmbeddingEncoder(epochs=2, random_state=0).fit(X[["shop"]], y * 3.5 + 0.1)
+    reg = EntityEmbeddingEncoder(epochs=2, logit_columns=False, random_state=0).fit(X[["shop"]], y * 3.5 + 0.1)
     assert reg.transform(X[["shop"]]).shape == (300, 10)
 
 
