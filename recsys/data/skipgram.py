@@ -12,7 +12,7 @@ from torch import Tensor
 
 from recsys.errors import ConfigError
 
-__all__ = ["AliasSampler", "draw_reach", "keep_probabilities", "noise_distribution", "sentence_ids", "window_contexts"]
+__all__ = ["AliasSampler", "draw_reach", "keep_probabilities", "noise_distribution", "pack_contexts", "sentence_ids", "window_contexts"]
 
 
 def keep_probabilities(counts: Tensor, sample: float) -> Tensor:
@@ -164,3 +164,21 @@ def window_contexts(
     if reach is not None:
         valid &= offsets.abs() <= reach.unsqueeze(1)
     return torch.where(valid, tokens[position], padding)
+
+
+def pack_contexts(context: Tensor, padding: int) -> tuple[Tensor, Tensor]:
+    """Move each row's real contexts to its front, in their order: ``(packed (C, W), counts (C,))``.
+
+    Rows sorted by ``counts`` can then be batched with only ``max(counts)`` columns, instead of
+    the widest window's, so fewer padding slots are gathered and multiplied.
+
+    >>> packed, counts = pack_contexts(torch.tensor([[-1, 5, -1, 6], [7, -1, -1, -1]]), padding=-1)
+    >>> packed.tolist(), counts.tolist()
+    ([[5, 6, -1, -1], [7, -1, -1, -1]], [2, 1])
+    """
+    valid = context != padding  # (C, W)
+    counts = valid.sum(1)  # (C,)
+    before = valid.cumsum(1)  # real contexts up to and including each column
+    column = torch.arange(context.shape[1], device=context.device)
+    destination = torch.where(valid, before - 1, counts.unsqueeze(1) + column - before)  # (C, W), a permutation per row
+    return torch.full_like(context, padding).scatter_(1, destination, context), counts

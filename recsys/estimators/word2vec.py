@@ -6,16 +6,16 @@ step. A step gathers the centers' context rows and their output rows (the center
 noise tokens, shared by the contexts of one center as in Ji et al. 2016), computes the logistic
 gradients with batched matmuls and adds them back with ``index_add_`` into the touched rows only
 (no autograd, no optimizer state). The learning rate decays linearly from ``alpha`` to
-``min_alpha`` over all epochs. On CPU, ``workers`` threads run steps concurrently on the shared
-tables (Hogwild), each with one intra-op thread.
+``min_alpha`` over all epochs. On CPU, ``workers`` forked processes (threads where there is no
+fork) train disjoint shares of every epoch concurrently on shared tables (Hogwild, see
+:mod:`recsys.estimators.hogwild`), each with one intra-op thread.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Hashable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Hashable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,25 +25,29 @@ import polars as pl
 import torch
 from torch import Tensor
 
-from recsys.data.skipgram import AliasSampler, draw_reach, keep_probabilities, noise_distribution, sentence_ids, window_contexts
+from recsys.data.skipgram import (
+    AliasSampler,
+    draw_reach,
+    keep_probabilities,
+    noise_distribution,
+    pack_contexts,
+    sentence_ids,
+    window_contexts,
+)
 from recsys.errors import ConfigError, DataError
-from recsys.estimators.keyed_vectors import KeyedVectors, _load_npz, _save_npz, _write_atomic
+from recsys.estimators.hogwild import can_fork, run_workers, shared_zeros
+from recsys.estimators.keyed_vectors import (
+    KeyedVectors,
+    _load_npz,
+    _save_npz,
+    _write_atomic,
+)
 
 log = logging.getLogger(__name__)
 
 _CHUNK = 1 << 18  # centers whose contexts are materialized at once
-_GROUP = 8  # batches whose centers are sorted by window reach together
-
-
-def _chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
-    batch: list[Any] = []
-    for item in items:
-        batch.append(item)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
+_GROUP = 8  # batches whose centers are sorted by context count together
+_SEED_MASK = (1 << 63) - 1
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -161,86 +165,90 @@ class Word2Vec:
         self._check_params()
         keys, counts, tokens, offsets = self._vocabulary(corpus_frame(corpus))
         device = resolve_device(self.device)
-        generator = torch.Generator(device=device).manual_seed(self.seed)
+        workers = self.workers if device.type == "cpu" else 1
         num_keys, dim = len(keys), self.vector_size
-        init = torch.Generator().manual_seed(self.seed)
-        w_in = torch.zeros(num_keys + 1, dim)  # last row: padding of short windows, stays zero
+        table = shared_zeros if workers > 1 and can_fork() else torch.zeros
+        w_in, w_out = table(num_keys + 1, dim), table(num_keys, dim)  # w_in's last row: padding, stays zero
         # uniform in (-init_scale, init_scale) / dim: word2vec.c uses 0.5, gensim 4 uses 1.0
+        init = torch.Generator().manual_seed(self.seed)
         w_in[:num_keys] = (torch.rand(num_keys, dim, generator=init) * 2 - 1) * self.init_scale / dim
-        w_in, w_out = w_in.to(device), torch.zeros(num_keys, dim, device=device)
+        w_in, w_out = w_in.to(device), w_out.to(device)
         sampler = AliasSampler(noise_distribution(counts, self.ns_exponent)).to(device)
         keep = keep_probabilities(counts, self.sample).float().to(device)
         tokens, offsets = tokens.to(device), offsets.to(device)
         sentence = sentence_ids(offsets)
-        threads = torch.get_num_threads()
-        pool = ThreadPoolExecutor(self.workers) if device.type == "cpu" and self.workers > 1 else None
-        started, effective = time.perf_counter(), 0
-        total = len(tokens) * self.epochs
-        try:
-            if device.type == "cpu":  # one intra-op thread per worker: OpenMP teams per small op cost more than they gain
-                torch.set_num_threads(1)
-            for epoch in range(self.epochs):
-                kept = torch.rand(len(tokens), generator=generator, device=device) < keep[tokens]
-                words, where = tokens[kept], sentence[kept]
-                starts = torch.searchsorted(where, torch.arange(len(offsets) - 1, device=device))
-                ends = torch.searchsorted(where, torch.arange(len(offsets) - 1, device=device), right=True)
-                order = torch.randperm(len(words), generator=generator, device=device)
-                effective += len(words)
-                step = lambda job: _sgns_step(w_in, w_out, *job, sg=bool(self.sg), padding=num_keys)
-                jobs = self._jobs(words, where, (starts, ends), order, sampler, generator, num_keys, epoch * len(tokens), len(tokens), total)
-                if pool is None:
-                    for job in jobs:
-                        step(job)
-                else:
-                    for batch in _chunks(jobs, 64):
-                        list(pool.map(step, batch))
-        finally:
-            if pool is not None:
-                pool.shutdown()
-            torch.set_num_threads(threads)
+        started = time.perf_counter()
+        work = lambda rank: self._train_worker(rank, workers, w_in, w_out, tokens, sentence, offsets, keep, sampler)
+        effective = sum(run_workers(work, workers))
         seconds = time.perf_counter() - started
+        total = len(tokens) * self.epochs
         self.train_seconds_, self.effective_words_, self.corpus_words_ = seconds, effective, total
-        log.info("word2vec: %d keys, %d epochs, %.2fs, %.0f words/s (%d effective)", num_keys, self.epochs, seconds, total / max(seconds, 1e-9), effective)
-        self.wv_ = KeyedVectors(keys, w_in[:num_keys].cpu())
-        self.syn1neg_ = w_out.cpu()
+        log.info("word2vec: %d keys, %d epochs, %d workers, %.2fs, %.0f words/s (%d effective)", num_keys, self.epochs, workers, seconds, total / max(seconds, 1e-9), effective)
+        self.wv_ = KeyedVectors(keys, w_in[:num_keys].cpu().clone())
+        self.syn1neg_ = w_out.cpu().clone()
         self.counts_ = counts
         return self
 
-    def _jobs(
-        self, words: Tensor, where: Tensor, bounds: tuple[Tensor, Tensor], order: Tensor, sampler: AliasSampler,
-        generator: torch.Generator, padding: int, done: int, corpus_size: int, total: int,
-    ) -> Iterator[tuple[Tensor, Tensor, Tensor, float]]:
-        """Steps of one epoch: (center tokens (B,), contexts (B, 2r), noise (B, K), learning rate).
+    def _train_worker(
+        self, rank: int, workers: int, w_in: Tensor, w_out: Tensor, tokens: Tensor, sentence: Tensor, offsets: Tensor,
+        keep: Tensor, sampler: AliasSampler,
+    ) -> int:
+        """Every epoch's share ``rank`` of the (subsampled, shuffled) centers; returns the centers trained.
 
-        Centers come in random ``order``; within groups of ``_GROUP`` batches they are sorted by
-        their window reach, so that each batch carries only as many context columns as its widest
-        window needs (about 40% fewer rows than padding every window to ``2 * window``).
+        All workers draw the same subsample and order from the epoch's seed, then take every
+        ``workers``-th center, so together they cover the epoch once. Each decays its learning
+        rate by its own progress, as gensim's threads do.
         """
-        size, window, device = self.batch_size, self.window, words.device
+        device, sg = tokens.device, bool(self.sg)
+        effective = 0
+        for epoch in range(self.epochs):
+            shared = torch.Generator(device=device).manual_seed(hash((self.seed, epoch)) & _SEED_MASK)
+            kept = torch.rand(len(tokens), generator=shared, device=device) < keep[tokens]
+            words, where = tokens[kept], sentence[kept]
+            order = torch.randperm(len(words), generator=shared, device=device)[rank::workers]
+            bounds = None
+            if self.basket:
+                sentences = torch.arange(len(offsets) - 1, device=device)
+                bounds = torch.searchsorted(where, sentences), torch.searchsorted(where, sentences, right=True)
+            own = torch.Generator(device=device).manual_seed(hash((self.seed, epoch, rank)) & _SEED_MASK)
+            for context, out, weight, valid, progress in self._jobs(words, where, bounds, order, sampler, own):
+                lr = self._lr((epoch + progress) / self.epochs)
+                _sgns_step(w_in, w_out, context, out, weight, valid, lr, sg)
+            effective += len(order)
+        return effective
+
+    def _jobs(
+        self, words: Tensor, where: Tensor, bounds: tuple[Tensor, Tensor] | None, order: Tensor,
+        sampler: AliasSampler, generator: torch.Generator,
+    ) -> Iterator[tuple[Tensor, Tensor, Tensor, Tensor, float]]:
+        """Steps of one epoch: contexts (B, C), outputs (B, K+1), their weights, context mask (B, C), progress.
+
+        Centers come in random ``order``. Each center's real contexts are packed to the front of
+        its row, and within groups of ``_GROUP`` batches centers are sorted by how many they have,
+        so each batch carries only as many context columns as its fullest row: about 35% fewer
+        gathered rows than padding every window to ``2 * window`` on Amazon Beauty.
+        """
+        size, window, padding, device = self.batch_size, self.window, sampler.alias.numel(), words.device
         shuffle = torch.Generator().manual_seed(int(torch.randint(1 << 62, (1,), generator=generator, device=device)))
         processed = 0
-        for chunk in range(0, len(words), _CHUNK):
+        for chunk in range(0, len(order), _CHUNK):
             centers = order[chunk : chunk + _CHUNK]  # (C,)
-            reach = None
-            if self.shrink_windows and not self.basket and window > 1:
-                reach = draw_reach(len(centers), window, generator, device)
-                group = torch.arange(len(centers), device=device) // (size * _GROUP)
-                centers, reach = (t[torch.argsort(group * (window + 1) + reach)] for t in (centers, reach))
+            reach = draw_reach(len(centers), window, generator, device) if self.shrink_windows and not self.basket and window > 1 else None
             context = window_contexts(words, where, centers, window, padding, reach, self.basket, generator, bounds)  # (C, 2W)
+            context, count = pack_contexts(context, padding)  # (C, 2W), (C,)
+            group = torch.arange(len(centers), device=device) // (size * _GROUP)
+            by_count = torch.argsort(group * (2 * window + 1) + count)
+            centers, context, count = centers[by_count], context[by_count], count[by_count]
             noise = sampler.sample((len(centers), self.negative), generator)  # (C, K)
+            out, weight = _outputs(words[centers], noise)  # (C, K+1) each
+            valid = (torch.arange(context.shape[1], device=device) < count.unsqueeze(1)).float()  # (C, 2W)
             starts = list(range(0, len(centers), size))
-            if reach is None:
-                widths = [window] * len(starts)
-            else:
-                padded = torch.zeros(len(starts) * size, dtype=torch.long, device=device)
-                padded[: len(reach)] = reach
-                widths = padded.view(-1, size).amax(1).tolist()
+            widths = count[[min(i + size, len(centers)) - 1 for i in starts]].tolist()  # rows sorted within groups: last = fullest
             for j in torch.randperm(len(starts), generator=shuffle).tolist():
-                i, width = starts[j], widths[j]
-                rows = slice(i, i + size)
-                lr = self._lr((done + processed / len(words) * corpus_size) / total)
+                rows, width = slice(starts[j], starts[j] + size), widths[j]
                 processed += len(centers[rows])
-                yield words[centers[rows]], context[rows, window - width : window + width], noise[rows], lr
+                if width:
+                    yield context[rows, :width], out[rows], weight[rows], valid[rows, :width], processed / len(order)
 
     def _lr(self, progress: float) -> float:
         return self.alpha - (self.alpha - self.min_alpha) * min(progress, 1.0)
@@ -278,33 +286,36 @@ class Word2Vec:
         return model
 
 
-def _sgns_step(w_in: Tensor, w_out: Tensor, center: Tensor, context: Tensor, noise: Tensor, lr: float, sg: bool, padding: int) -> None:
+def _outputs(center: Tensor, noise: Tensor) -> tuple[Tensor, Tensor]:
+    """Output rows ``(B, K+1)`` (the center, then its noise) and their weights: +1 positive, -1 noise, 0 noise equal to the center."""
+    out = torch.cat([center.unsqueeze(1), noise], dim=1)  # (B, K+1)
+    weight = (out != center.unsqueeze(1)).float().neg_()  # (B, K+1)
+    weight[:, 0] = 1.0
+    return out, weight
+
+
+def _sgns_step(w_in: Tensor, w_out: Tensor, context: Tensor, out: Tensor, weight: Tensor, valid: Tensor, lr: float, sg: bool) -> None:
     """One Hogwild minibatch step of negative sampling on ``B`` centers, updating only the touched rows.
 
-    The gradient of ``log sigmoid(x . y_pos) + sum_k log sigmoid(-x . y_k)`` w.r.t. a score is
-    ``1 - sigmoid(s)`` for the positive and ``-sigmoid(s)`` for noise, scaled by the learning rate.
+    ``context (B, C)`` input rows (padding rows zero, ``valid (B, C)`` 0 there), ``out (B, K+1)``
+    output rows with ``weight`` from :func:`_outputs`. The gradient of ``log sigmoid(x . y_pos) +
+    sum_k log sigmoid(-x . y_k)`` w.r.t. a score ``s`` is ``sigmoid(-w s) w`` for weight ``w``
+    (``1 - sigmoid(s)`` for the positive, ``-sigmoid(s)`` for noise); rows get ``lr`` times it.
     """
     with torch.no_grad():
-        out = torch.cat([center.unsqueeze(1), noise], dim=1)  # (B, K+1): positive, then noise
         dim = w_in.shape[1]
         y = w_out.index_select(0, out.flatten()).view(*out.shape, dim)  # (B, K+1, D)
-        x = w_in.index_select(0, context.flatten()).view(*context.shape, dim)  # (B, C, D), padding rows are zero
-        valid = (context != padding).to(x.dtype)  # (B, C)
-        coef = (out != center.unsqueeze(1)).to(x.dtype).mul_(-lr)  # (B, K+1); noise equal to the center is skipped
-        coef[:, 0] = lr
+        x = w_in.index_select(0, context.flatten()).view(*context.shape, dim)  # (B, C, D)
         if sg:  # each context predicts the center
-            g = torch.bmm(x, y.transpose(1, 2))  # (B, C, K+1) scores
-            g[..., 0].neg_()
-            g = torch.sigmoid_(g).mul_(coef.unsqueeze(1)).mul_(valid.unsqueeze(2))  # sigmoid(-s_pos), sigmoid(s_k) -> gradients
+            w = weight.unsqueeze(1)  # (B, 1, K+1)
+            g = torch.bmm(x, y.transpose(1, 2)).mul_(w).neg_().sigmoid_().mul_(w * lr).mul_(valid.unsqueeze(2))  # (B, C, K+1)
             dx = torch.bmm(g, y)  # (B, C, D)
             dy = torch.bmm(g.transpose(1, 2), x)  # (B, K+1, D)
         else:  # the mean of the contexts predicts the center; each context gets the whole error (word2vec.c)
             count = valid.sum(1, keepdim=True)  # (B, 1)
             h = x.sum(1) / count.clamp_min(1)  # (B, D)
-            g = torch.bmm(y, h.unsqueeze(2)).squeeze(2)  # (B, K+1) scores
-            g[:, 0].neg_()
-            g = torch.sigmoid_(g).mul_(coef).mul_(count > 0)
+            g = torch.bmm(y, h.unsqueeze(2)).squeeze(2).mul_(weight).neg_().sigmoid_().mul_(weight * lr).mul_(count > 0)  # (B, K+1)
             dy = g.unsqueeze(2) * h.unsqueeze(1)  # (B, K+1, D)
             dx = torch.bmm(g.unsqueeze(1), y) * valid.unsqueeze(2)  # (B, C, D)
-        w_in.index_add_(0, context.flatten(), dx.reshape(-1, dim))
+        w_in.index_add_(0, context.flatten(), dx.view(-1, dim))  # (alpha= would take a slower kernel)
         w_out.index_add_(0, out.flatten(), dy.reshape(-1, dim))

@@ -7,7 +7,15 @@ import math
 import pytest
 import torch
 
-from recsys.data.skipgram import AliasSampler, draw_reach, keep_probabilities, noise_distribution, sentence_ids, window_contexts
+from recsys.data.skipgram import (
+    AliasSampler,
+    draw_reach,
+    keep_probabilities,
+    noise_distribution,
+    pack_contexts,
+    sentence_ids,
+    window_contexts,
+)
 from recsys.errors import ConfigError
 
 
@@ -89,3 +97,13 @@ def test_basket_contexts_stay_in_the_sentence_and_skip_the_center() -> None:
         s = int(sentence[c])
         allowed = set(tokens[int(starts[s]) : int(ends[s])].tolist()) - {int(tokens[c])}
         assert set(out[c].tolist()) == allowed  # 40 draws cover every partner, never the center
+
+
+def test_pack_contexts_equals_a_per_row_reference() -> None:
+    gen = torch.Generator().manual_seed(0)
+    context = torch.randint(6, (200, 10), generator=gen)
+    context[torch.rand(200, 10, generator=gen) < 0.4] = -1
+    packed, counts = pack_contexts(context, padding=-1)
+    for row, out, count in zip(context.tolist(), packed.tolist(), counts.tolist()):
+        real = [c for c in row if c != -1]
+        assert out == real + [-1] * (10 - len(real)) and count == len(real)

@@ -12,9 +12,10 @@ import torch
 import torch.nn.functional as F
 
 from recsys.data.frame import from_frame
+from recsys.data.skipgram import pack_contexts
 from recsys.errors import DataError
 from recsys.estimators.keyed_vectors import KeyedVectors
-from recsys.estimators.word2vec import Word2Vec, _sgns_step
+from recsys.estimators.word2vec import Word2Vec, _outputs, _sgns_step
 
 
 def communities(num_sentences: int = 300, size: int = 15, length: int = 8, seed: int = 0) -> list[list[int]]:
@@ -70,7 +71,9 @@ def test_step_equals_sgd_on_the_negative_sampling_loss(sg: int) -> None:
             grad_mean = a.grad[ctx[0]] * len(ctx)
             for c in ctx:
                 expected_in[c] -= lr * grad_mean
-    _sgns_step(w_in, w_out, center, context, noise, lr, sg=bool(sg), padding=num_keys)
+    packed, count = pack_contexts(context, num_keys)
+    valid = (torch.arange(packed.shape[1]) < count.unsqueeze(1)).float()
+    _sgns_step(w_in, w_out, packed, *_outputs(center, noise), valid, lr, sg=bool(sg))
     assert torch.allclose(w_in, expected_in, atol=1e-5)
     assert torch.allclose(w_out, expected_out, atol=1e-5)
     assert w_in[num_keys].abs().max() == 0
@@ -231,3 +234,14 @@ def test_init_scale_must_be_positive() -> None:
 
     with pytest.raises(ConfigError, match="init_scale"):
         Word2Vec(min_count=1, init_scale=0).fit([["a", "b"]])
+
+
+def test_planted_communities_separate_with_thread_workers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where there is no fork, the workers are threads on the same tables."""
+    from recsys.estimators import hogwild
+
+    monkeypatch.setattr(hogwild, "can_fork", lambda: False)
+    model = Word2Vec(vector_size=16, window=3, min_count=1, sample=0, epochs=8, seed=0, workers=2, batch_size=8, device="cpu").fit(communities())
+    within, across = separation(model.wv)
+    assert within > across + 0.3, (within, across)
+    assert model.effective_words_ == 8 * 300 * 8  # both shares together cover every epoch once
