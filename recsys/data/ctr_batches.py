@@ -74,21 +74,23 @@ class FeatureBatches(EpochBatches):
 
     def _bags(self, order: Tensor) -> tuple[Tensor, Tensor]:
         """Bag values of the epoch in batch-major, then key-major order, and the ``(F_bag, n)`` permuted lengths."""
-        lengths = self.encoded.bag_lengths[:, order]  # (F_bag, n)
-        starts = self._starts[:, order].flatten()
+        lengths = self.encoded.bag_lengths.index_select(1, order)  # (F_bag, n)
+        starts = self._starts.index_select(1, order).flatten()
         flat_lengths = lengths.flatten()
         total = int(flat_lengths.sum())
         bag = torch.repeat_interleave(torch.arange(len(flat_lengths)), flat_lengths, output_size=total)  # (nnz,)
         within = torch.arange(total) - torch.repeat_interleave(torch.cumsum(flat_lengths, 0) - flat_lengths, flat_lengths, output_size=total)
-        values = self.encoded.bag_values[starts[bag] + within]  # field-major, rows in epoch order
+        values = self.encoded.bag_values.index_select(0, starts.index_select(0, bag).add_(within))  # field-major, epoch order
+        if lengths.shape[0] <= 1:  # one bag field: epoch order is already batch-major
+            return values, lengths
         num_rows = lengths.shape[1]
         field, position = bag // max(num_rows, 1), bag % max(num_rows, 1)
         key = (position // self.batch_size) * lengths.shape[0] + field  # (batch, field)
-        return values[torch.sort(key, stable=True).indices], lengths
+        return values.index_select(0, torch.sort(key, stable=True).indices), lengths
 
     def __iter__(self) -> Iterator[dict[str, Tensor]]:
         order = self._order()
-        ids, dense, labels = self.encoded.ids[order], self.encoded.dense[order], self.labels[order]
+        ids, dense, labels = (t.index_select(0, order) for t in (self.encoded.ids, self.encoded.dense, self.labels))
         values, lengths = self._bags(order)
         per_batch = torch.zeros(len(self) + 1, dtype=torch.long)
         totals = lengths.sum(0)  # (n,) values per row, all fields

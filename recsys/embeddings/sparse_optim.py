@@ -1,6 +1,7 @@
 """Optimizers for embedding tables with sparse (COO) gradients: they read and write only the rows in the batch.
 
-All three coalesce duplicate rows once (``torch.unique`` + ``index_add_``), compute in float32 whatever the
+All three coalesce duplicate rows once (``index_add_`` into a zeroed buffer for tables that are small next to
+the batch, ``torch.unique`` + ``index_add_`` otherwise), compute in float32 whatever the
 table dtype, and apply weight decay (L2, added to the gradient) to the touched rows only. Dense gradients
 are accepted too and treated as "every row touched".
 """
@@ -16,6 +17,9 @@ from torch import Tensor, nn
 from recsys.errors import ConfigError
 
 SPARSE_MARKER = "_recsys_sparse"
+# coalesce by a scatter into a zeroed (rows, D) buffer (O(rows + nnz)) instead of torch.unique's sort
+# (O(nnz log nnz)) while the table has at most this many rows per gradient value
+_SCATTER_ROWS_PER_VALUE = 8
 
 
 def mark_sparse(param: nn.Parameter) -> nn.Parameter:
@@ -42,6 +46,11 @@ def coalesce_rows(grad: Tensor) -> tuple[Tensor, Tensor]:
     indices, values = grad._indices()[0], grad._values()
     if grad.is_coalesced():
         return indices, values.float()
+    if grad.shape[0] <= _SCATTER_ROWS_PER_VALUE * len(indices):  # small table: sum into every row, no sort
+        summed = torch.zeros(grad.shape, dtype=torch.float32, device=values.device).index_add_(0, indices, values.float())
+        touched = torch.zeros(grad.shape[0], dtype=torch.bool, device=values.device).index_fill_(0, indices, True)
+        rows = touched.nonzero().squeeze(1)  # ascending, as torch.unique
+        return rows, summed.index_select(0, rows)
     rows, inverse = torch.unique(indices, return_inverse=True)
     summed = torch.zeros(len(rows), *values.shape[1:], dtype=torch.float32, device=values.device)
     return rows, summed.index_add_(0, inverse, values.float())

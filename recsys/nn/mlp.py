@@ -36,7 +36,8 @@ class MLP(nn.Module):
             layers.append(nn.Linear(in_dim, size))
             if batch_norm:
                 layers.append(nn.BatchNorm1d(size))
-            layers.append(_ACTIVATIONS[activation]())
+            # in place after Linear / BatchNorm (neither needs its output for backward): one (B, size) buffer less
+            layers.append(nn.ReLU(inplace=True) if activation == "relu" else _ACTIVATIONS[activation]())
             if dropout > 0:
                 layers.append(nn.Dropout(dropout))
             in_dim = size

@@ -102,11 +102,12 @@ def reference_batches(enc, labels, order, batch_size):
         yield enc.ids[rows], values, [0, *torch.tensor(lengths).cumsum(0).tolist()], labels[rows]
 
 
+@pytest.mark.parametrize("bags", [("g", "t"), ("g",)], ids=["two-bag-fields", "one-bag-field"])
 @pytest.mark.parametrize("shuffle", [False, True])
-def test_feature_batches_match_a_row_by_row_reference(shuffle: bool) -> None:
+def test_feature_batches_match_a_row_by_row_reference(shuffle: bool, bags: tuple[str, ...]) -> None:
     frame = pl.DataFrame({"u": [i % 5 for i in range(23)], "g": [[j for j in range(i % 4)] for i in range(23)],
                           "t": [[i % 3] for i in range(23)]})
-    enc = FeaturePipeline([CategoricalFeature("u"), MultiCategoricalFeature("g"), MultiCategoricalFeature("t")]).fit_transform(frame)
+    enc = FeaturePipeline([CategoricalFeature("u"), *(MultiCategoricalFeature(b) for b in bags)]).fit_transform(frame)
     labels = torch.arange(23).float() % 2
     batches = FeatureBatches(enc, labels, batch_size=5, shuffle=shuffle, seed=3)
     batches.set_epoch(2)

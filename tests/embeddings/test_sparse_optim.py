@@ -20,6 +20,7 @@ from recsys.embeddings import (
     is_sparse_param,
     state_bytes,
 )
+from recsys.embeddings.sparse_optim import coalesce_rows
 from recsys.errors import CheckpointError
 
 ROWS, DIM = 40, 6
@@ -135,3 +136,17 @@ def test_combined_optimizer_with_grad_scaler_and_only_sparse_params():
     scaler.step(opt)
     scaler.update()
     assert opt.sparse.state[model.tables["4"].weight]["step"] == 1
+
+
+@pytest.mark.parametrize("num_rows", [12, 10_000], ids=["small-table-scatter", "large-table-unique"])
+def test_coalesce_rows_sums_duplicates_into_ascending_unique_rows(num_rows):
+    generator = torch.Generator().manual_seed(0)
+    indices = torch.randint(0, 12, (50,), generator=generator) * (num_rows // 12)
+    values = torch.randn(50, 3, generator=generator)
+    grad = torch.sparse_coo_tensor(indices.unsqueeze(0), values, size=(num_rows, 3), check_invariants=True)
+    rows, summed = coalesce_rows(grad)
+    reference = grad.coalesce()
+    assert torch.equal(rows, reference.indices()[0])
+    torch.testing.assert_close(summed, reference.values())
+    dense_rows, dense_values = coalesce_rows(grad.to_dense())  # dense gradient: every row counts as touched
+    assert torch.equal(dense_rows, torch.arange(num_rows)) and torch.equal(dense_values, grad.to_dense())
