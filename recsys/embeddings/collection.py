@@ -110,8 +110,10 @@ class EmbeddingCollection(nn.Module):
         batch = self._check(ids, bags)
         if bags is not None:
             lengths = bags.lengths  # (F_pooled * B,)
-            key_of_bag = torch.arange(len(self.pooled_names), device=lengths.device).repeat_interleave(batch)
-            key_of = torch.repeat_interleave(key_of_bag, lengths)  # (nnz,)
+            key_of = None  # one multi-valued field in one table: every value is its
+            if len(self.pooled_names) > 1 or self._split:
+                key_of_bag = torch.arange(len(self.pooled_names), device=lengths.device).repeat_interleave(batch)
+                key_of = torch.repeat_interleave(key_of_bag, lengths)  # (nnz,)
             if bags.weights is not None and self._mixed_weights:  # unweighted fields count each value once
                 bags = KeyedJagged(bags.keys, bags.values, bags.offsets, bags.weights.masked_fill(~self._bag_weighted[key_of], 1.0))
         out = {}
@@ -129,7 +131,7 @@ class EmbeddingCollection(nn.Module):
                     values, group_key = values[keep], key_of[keep]
                     weights = None if weights is None else weights[keep]
                     group_lengths = lengths.view(-1, batch).index_select(0, getattr(self, f"_keys_{dim}")).flatten()
-                field_of = self._bag_local.index_select(0, group_key)
+                field_of = None if group_key is None else self._bag_local.index_select(0, group_key)
                 emb = table.pool(values, group_lengths, field_of, weights, single_ids, where="EmbeddingCollection")  # (B, F_D, D)
             perm = getattr(self, f"_perm_{dim}")
             out[dim] = emb if perm is None else emb.index_select(1, perm)

@@ -87,6 +87,8 @@ class FusedTable(nn.Module):
             }
             for kind, group in (("single", self.single), ("pooled", self.pooled))
         }
+        # every pooled field averages: one embedding_bag in "mean" mode (padding rows left out of the count)
+        self._all_mean = bool(self.pooled) and all(f.pooling == "mean" for f in self.pooled)
 
     def _rows(self, ids: Tensor, plan: Tensor, kind: str, where: str, field_of: Tensor | None = None) -> Tensor:
         """Table rows of ``ids``; ``plan`` is ``(F, 9)`` broadcast against ``ids`` (``(B, F)`` or gathered per value)."""
@@ -95,7 +97,10 @@ class FusedTable(nn.Module):
         bad = (ids < plan[..., _LOW]) | (ids > plan[..., _HIGH])
         if bool(bad.any()):
             position = bad.nonzero()[0]
-            column = int(position[-1]) if field_of is None else int(field_of[position[0]])
+            if field_of is not None:
+                column = int(field_of[position[0]])
+            else:  # (B, F) single ids: the column; values of the one pooled field: 0
+                column = int(position[-1]) if ids.dim() == 2 else 0
             field, value = fields[column], int(ids[tuple(position)])
             raise DataError(
                 f"id {value} is outside [0, {field.num_embeddings}) for field {field.name!r}",
@@ -121,7 +126,7 @@ class FusedTable(nn.Module):
         self,
         values: Tensor,
         lengths: Tensor,
-        field_of: Tensor,
+        field_of: Tensor | None,
         weights: Tensor | None,
         ids: Tensor | None = None,
         where: str = "FusedTable.pool",
@@ -131,16 +136,21 @@ class FusedTable(nn.Module):
         With ``ids`` (``(B, F_single)``), the single-valued fields ride along as bags of one, in front: still one
         call, and one sparse gradient (CPU cannot add two bfloat16 sparse gradients).
         """
-        plan = self.pooled_plan.index_select(0, field_of)  # (nnz, 9)
+        if field_of is None and len(self.pooled) > 1:
+            raise DataError(f"{len(self.pooled)} pooled fields need field_of, the field of every value", where=where)
+        plan = self.pooled_plan if field_of is None else self.pooled_plan.index_select(0, field_of)  # (1 or nnz, 9)
         rows = self._rows(values, plan, "pooled", where, field_of)
-        if self._flags["pooled"]["mean"]:
+        mode = "sum"
+        if self._all_mean and weights is None:  # singles are bags of one: their mean is themselves
+            mode = "mean"
+        elif self._flags["pooled"]["mean"]:
             num_bags = len(lengths)
             bag_of = torch.repeat_interleave(torch.arange(num_bags, device=values.device), lengths)  # (nnz,)
             counts = lengths.float()
             if self.has_padding:
                 counts = torch.zeros(num_bags, device=values.device).index_add_(0, bag_of, (rows != 0).float())
             scale = counts.clamp_min(1.0).reciprocal().index_select(0, bag_of)
-            scale = torch.where(plan[:, _MEAN].bool(), scale, torch.ones_like(scale))
+            scale = torch.where(plan[..., _MEAN].bool(), scale, torch.ones_like(scale))
             weights = scale if weights is None else weights.float() * scale
         num_fields = len(self.pooled)
         if ids is not None:
@@ -156,7 +166,7 @@ class FusedTable(nn.Module):
             rows,
             self.weight,
             offsets,
-            mode="sum",
+            mode=mode,
             sparse=self.sparse,
             per_sample_weights=None if weights is None else weights.to(self.weight.dtype),
             include_last_offset=True,

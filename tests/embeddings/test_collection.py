@@ -154,3 +154,26 @@ def test_export_keyed_by_ids():
     ec = _collection()
     table = ec.export("f1", ids=torch.arange(100, 150))
     torch.testing.assert_close(table(torch.tensor([100, 149])), ec.field_weight("f1")[[0, 49]].detach())
+
+
+def test_one_mean_field_with_padding_pools_in_mean_mode_like_the_hand_computed_mean():
+    # one multi-valued field, all mean-pooled and unweighted: one embedding_bag in "mean" mode, padding left out
+    fields = [EmbeddingField("user", 5, 3, padding_idx=0), EmbeddingField("genres", 4, 3, pooling="mean", padding_idx=0)]
+    ec = EmbeddingCollection(fields, generator=torch.Generator().manual_seed(0))
+    calls = []
+    original = torch.nn.functional.embedding_bag
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(torch.nn.functional, "embedding_bag", lambda *a, **k: calls.append(k["mode"]) or original(*a, **k))
+        out = ec(torch.tensor([[0], [1], [4]]), KeyedJagged.from_lists({"genres": [[1, 0, 3], [2], [0]]}))
+    assert calls == ["mean"]
+    user, genres = ec.field_weight("user"), ec.field_weight("genres")
+    torch.testing.assert_close(out[:, 0], torch.stack([torch.zeros(3), user[1], user[4]]))
+    torch.testing.assert_close(out[:, 1], torch.stack([(genres[1] + genres[3]) / 2, genres[2], torch.zeros(3)]))
+    target = torch.randn(3, 2, 3, generator=torch.Generator().manual_seed(1))
+    (out * target).sum().backward()
+    grad = ec.tables["3"].weight.grad.to_dense()
+    torch.testing.assert_close(grad[ec.tables["3"].row_offsets["genres"] + 1], target[0, 1] / 2)
+    torch.testing.assert_close(grad[ec.tables["3"].row_offsets["user"] + 4], target[2, 0])
+    assert grad[0].abs().sum() == 0
+    with pytest.raises(DataError, match="id 4 is outside \\[0, 4\\) for field 'genres'"):
+        ec(torch.tensor([[1]]), KeyedJagged.from_lists({"genres": [[4]]}))
