@@ -3,6 +3,7 @@ stopping, checkpoints, resuming, mixed precision and data-parallel runs under ``
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
@@ -322,7 +323,8 @@ class Trainer:
                 k: v.to(device, non_blocking=True) if isinstance(v, Tensor) else v for k, v in batch.items()
             }
             samples += _batch_size(batch)
-            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp):
+            # no autocast context without amp, so one the caller opened (e.g. bfloat16 on CPU) stays in force
+            with torch.autocast(device.type, dtype=amp_dtype) if amp else contextlib.nullcontext():
                 loss = net(batch)
             checked = tracker.add(loss)
             scaler.scale(loss).backward()

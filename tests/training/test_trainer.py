@@ -219,3 +219,19 @@ def test_sparse_embedding_model_trains_with_sparse_adam() -> None:
         SparseToy(), PairBatches(), functools.partial(torch.optim.SparseAdam, lr=0.05)
     )
     assert result.history[-1]["loss"] < result.history[0]["loss"] / 5
+
+
+def test_an_autocast_the_caller_opened_stays_in_force_on_cpu() -> None:
+    seen = []
+
+    class Recording(LinearToy):
+        def loss(self, batch):
+            seen.append(self.linear(batch["x"]).dtype)
+            return super().loss(batch).float()
+
+    torch.manual_seed(0)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        trainer(epochs=1).fit(Recording(), ToyBatches(), ADAM)
+    trainer(epochs=1).fit(Recording(), ToyBatches(), ADAM)
+    batches = len(seen) // 2
+    assert batches > 0 and set(seen[:batches]) == {torch.bfloat16} and set(seen[batches:]) == {torch.float32}
