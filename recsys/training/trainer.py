@@ -318,6 +318,7 @@ class Trainer:
         )
         start, samples = time.perf_counter(), 0
         params = [p for p in net.parameters() if p.requires_grad]
+        outer_autocast = not amp and torch.is_autocast_enabled(device.type)  # e.g. bfloat16 on CPU, opened by the caller
         for batch in bar:
             batch = {
                 k: v.to(device, non_blocking=True) if isinstance(v, Tensor) else v for k, v in batch.items()
@@ -334,6 +335,8 @@ class Trainer:
             scaler.step(optimizer)
             scaler.update()
             optimizer.zero_grad(set_to_none=True)
+            if outer_autocast:  # the weights just changed: drop the low-precision copies autocast cached
+                torch.clear_autocast_cache()
             if checked and not bar.disable:
                 rate = samples / max(time.perf_counter() - start, 1e-9)
                 bar.set_postfix(loss=f"{tracker.mean:.4f}", samples_s=f"{rate:,.0f}", refresh=False)
