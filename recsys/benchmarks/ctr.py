@@ -168,9 +168,15 @@ def worker(spec: str) -> None:
     print("RESULT " + json.dumps(result))
 
 
+# glibc returns freed multi-MiB activations to the OS and page-faults them back every step; these keep them
+# (what jemalloc / tcmalloc give CPU training). Opt-in (--tuned-malloc), applied to both implementations alike.
+TUNED_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(2**30), "MALLOC_TRIM_THRESHOLD_": str(2**30)}
+
+
 def spawn(args: dict[str, Any]) -> dict[str, Any]:
+    env = {**os.environ, "OMP_NUM_THREADS": str(args["threads"]), **(TUNED_MALLOC if args.get("tuned_malloc") else {})}
     out = subprocess.run([sys.executable, "-m", "recsys.benchmarks.ctr", "--worker", json.dumps(args)],
-                         capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": str(args["threads"])})
+                         capture_output=True, text=True, env=env)
     lines = [line for line in out.stdout.splitlines() if line.startswith("RESULT ")]
     if out.returncode != 0 or not lines:
         raise RuntimeError(f"{args['model']} run failed:\n{out.stderr[-3000:]}")
@@ -198,6 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bf16-row", action=argparse.BooleanOptionalAction, default=True,
                         help="compare table: add a labelled row with our DeepFM under bf16 autocast")
     parser.add_argument("--repeats", type=int, default=1, help="compare table: runs per variant and seed, best kept")
+    parser.add_argument("--tuned-malloc", action="store_true", help="glibc keeps freed memory (both implementations)")
     parser.add_argument("--dense-tables", action="store_true", help="our DeepFM with dense table gradients (Adam lr 1e-3)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
@@ -209,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     base = {"root": ns.root, "epochs": ns.epochs, "batch_size": ns.batch_size, "embedding_dim": ns.embedding_dim,
             "hidden_dims": [int(h) for h in ns.hidden_dims.split(",")], "sparse_lr": ns.sparse_lr,
             "weight_decay": ns.weight_decay, "threads": ns.threads, "device": ns.device, "precision": ns.precision,
-            "sparse": not ns.dense_tables}
+            "sparse": not ns.dense_tables, "tuned_malloc": ns.tuned_malloc}
     if ns.table in ("quality", "all"):
         rows = []
         for dataset in ns.datasets.split(","):
@@ -248,7 +255,8 @@ def main(argv: list[str] | None = None) -> int:
                          "peak RSS MiB": row["peak RSS MiB"] / theirs["peak RSS MiB"]})
         print(f"\nDeepFM side by side on ml-100k CTR (80/10/10 split, test part; embedding {ns.embedding_dim}, DNN "
               f"{ns.hidden_dims}, batch {ns.batch_size}, {ns.epochs} epochs, {ns.threads} threads, device {ns.device}, "
-              f"tables {'dense' if ns.dense_tables else 'sparse'}, seeds {seeds}, best of {ns.repeats} runs each; training "
+              f"tables {'dense' if ns.dense_tables else 'sparse'}, {'tuned' if ns.tuned_malloc else 'default'} glibc malloc, "
+              f"seeds {seeds}, best of {ns.repeats} runs each; training "
               f"time only; load average {load:.1f} -> {os.getloadavg()[0]:.1f}; ratio rows: AUC and log-loss "
               f"differences, throughput and memory ratios)\n")
         print(format_table(rows))
