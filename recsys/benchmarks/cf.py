@@ -36,7 +36,9 @@ SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
         "implicit-bpr": {"factors": 64, "learning_rate": 0.01, "regularization": 0.01, "iterations": 100},
     },
     "amazon-beauty": {
-        "bpr": {"embedding_dim": 64, "reg": 0.0, "lr": 0.003, "num_negatives": 4, "batch_size": 1024, "epochs": 30},
+        # implicit-style: sparse tables, one SGD step per pair (summed loss), per-pair L2 (conf/model/bpr_sgd.yaml)
+        "bpr": {"embedding_dim": 64, "reg": 0.005, "init_std": 0.0045, "sparse": True, "reduction": "sum",
+                "optimizer": "sparse_sgd", "lr": 0.1, "num_negatives": 1, "batch_size": 16384, "epochs": 200},
         "neumf": {"gmf_dim": 32, "mlp_dim": 32, "layers": [64, 32, 16], "lr": 0.001, "num_negatives": 4, "batch_size": 1024, "epochs": 10},
         "als": {"factors": 64, "alpha": 20.0, "regularization": 0.01, "iterations": 15},
         "ease": {"reg": 50.0},
@@ -60,6 +62,7 @@ def _load(dataset: str, root: str | None):
 def _fit_ours(name: str, params: dict[str, Any], data, history, seed: int, device: str) -> tuple[Any, float, float]:
     """Fit one of our models on ``history``; returns (model, seconds, seconds per epoch or iteration)."""
     from recsys.data.batches import PairwiseBatches
+    from recsys.embeddings import SparseSGD
     from recsys.models.als import ALS
     from recsys.models.bpr import BPRMF
     from recsys.models.ease import EASE
@@ -73,10 +76,12 @@ def _fit_ours(name: str, params: dict[str, Any], data, history, seed: int, devic
     if name in ("bpr", "neumf"):
         lr, epochs = params.pop("lr"), params.pop("epochs")
         negatives, batch_size = params.pop("num_negatives"), params.pop("batch_size")
+        weight_decay = params.pop("weight_decay", 0.0)
+        optimizer = SparseSGD if params.pop("optimizer", "adam") == "sparse_sgd" else torch.optim.Adam
         model = (BPRMF if name == "bpr" else NeuMF)(data.num_users, data.num_items, **params)
         batches = PairwiseBatches(history, batch_size=batch_size, num_negatives=negatives, seed=seed)
         trainer = Trainer(epochs=epochs, device=device, progress=False, patience=None, tensorboard=False)
-        result = trainer.fit(model, batches, functools.partial(torch.optim.Adam, lr=lr))
+        result = trainer.fit(model, batches, functools.partial(optimizer, lr=lr, weight_decay=weight_decay))
         return model, time.perf_counter() - started, result.train_seconds / epochs
     if name == "als":
         model = ALS(data.num_users, data.num_items, seed=seed, device=device, progress=False, **params)

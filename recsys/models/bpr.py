@@ -8,23 +8,38 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from recsys.embeddings.sparse_optim import mark_sparse
 from recsys.errors import ConfigError
 from recsys.models.base import Recommender
 
 if TYPE_CHECKING:
     from recsys.data.interactions import Interactions
 
+_REDUCTIONS = ("mean", "sum")
+
 
 class BPRMF(Recommender):
     """User and item embeddings, score = user . item + item bias, BPR loss on sampled negatives.
 
-    The loss of a batch is ``-mean(log sigmoid(x_ui - x_uj)) + reg * ||batch rows||^2 / B`` over each
-    positive ``i`` and each of its sampled negatives ``j``.
+    Each (user ``u``, positive ``i``, sampled negative ``j``) pair costs
+    ``-log sigmoid(x_ui - x_uj) + reg * (||u||^2 + ||i||^2 + b_i^2 + ||j||^2 + b_j^2)`` (``b`` the item bias); the batch loss is the ``mean`` or
+    the ``sum`` of the pair costs (``reduction``).
+
+    Two ways to train it (both set in ``conf/model/bpr*.yaml``):
+
+    - dense tables, ``reduction="mean"`` and Adam (the default);
+    - ``sparse=True`` tables (sparse gradients, marked for :class:`~recsys.embeddings.CombinedOptimizer`),
+      ``reduction="sum"`` and :class:`~recsys.embeddings.SparseSGD`: each pair moves its three rows by
+      ``lr`` times its own gradient, as in ``implicit``'s per-sample SGD, but for a whole batch at once.
+      Cheap steps touching only the batch's rows allow large batches and many epochs.
 
     >>> model = BPRMF(num_users=4, num_items=6, embedding_dim=8)
     >>> batch = {"users": torch.tensor([0, 1]), "items": torch.tensor([2, 3]), "negatives": torch.tensor([[4], [5]])}
     >>> model.loss(batch).shape, model.score_users(torch.tensor([0, 1, 2]), history=None).shape
     (torch.Size([]), torch.Size([3, 6]))
+    >>> sparse = BPRMF(num_users=4, num_items=6, embedding_dim=8, sparse=True, reduction="sum")
+    >>> sparse.loss(batch).backward(); sparse.item_embedding.weight.grad.is_sparse
+    True
     """
 
     def __init__(
@@ -34,6 +49,8 @@ class BPRMF(Recommender):
         embedding_dim: int = 64,
         reg: float = 0.0,
         init_std: float = 0.1,
+        sparse: bool = False,
+        reduction: str = "mean",
     ) -> None:
         super().__init__()
         for name, value in (("num_users", num_users), ("num_items", num_items), ("embedding_dim", embedding_dim)):
@@ -41,28 +58,34 @@ class BPRMF(Recommender):
                 raise ConfigError(f"{name} must be positive, got {value}", where="BPRMF", fix=f"set model.module.{name} > 0")
         if reg < 0:
             raise ConfigError(f"reg must be >= 0, got {reg}", where="BPRMF", fix="set model.module.reg >= 0")
+        if reduction not in _REDUCTIONS:
+            raise ConfigError(f"unknown reduction {reduction!r}", where="BPRMF", fix=f"set model.module.reduction to one of {_REDUCTIONS}")
         self.num_users, self.num_items, self.embedding_dim, self.reg = num_users, num_items, embedding_dim, reg
-        self.user_embedding = nn.Embedding(num_users, embedding_dim)
-        self.item_embedding = nn.Embedding(num_items, embedding_dim)
-        self.item_bias = nn.Embedding(num_items, 1)
+        self.sparse, self.reduction = sparse, reduction
+        self.user_embedding = nn.Embedding(num_users, embedding_dim, sparse=sparse)
+        self.item_embedding = nn.Embedding(num_items, embedding_dim, sparse=sparse)
+        self.item_bias = nn.Embedding(num_items, 1, sparse=sparse)
         nn.init.normal_(self.user_embedding.weight, std=init_std)
         nn.init.normal_(self.item_embedding.weight, std=init_std)
         nn.init.zeros_(self.item_bias.weight)
+        if sparse:
+            for table in (self.user_embedding, self.item_embedding, self.item_bias):
+                mark_sparse(table.weight)
 
     def loss(self, batch: dict[str, Tensor]) -> Tensor:
         users, positives, negatives = batch["users"], batch["items"], batch["negatives"]
         if negatives.dim() == 1:
             negatives = negatives.unsqueeze(1)
+        items = torch.cat([positives.unsqueeze(1), negatives], dim=1)  # (B, 1+S): positive, then negatives
         user = self.user_embedding(users)  # (B, D)
-        positive = self.item_embedding(positives)  # (B, D)
-        negative = self.item_embedding(negatives)  # (B, S, D)
-        positive_score = (user * positive).sum(-1) + self.item_bias(positives).squeeze(-1)  # (B,)
-        negative_score = torch.einsum("bd,bsd->bs", user, negative) + self.item_bias(negatives).squeeze(-1)  # (B, S)
-        loss = -F.logsigmoid(positive_score.unsqueeze(1) - negative_score).mean()
-        if self.reg > 0:
-            norms = user.pow(2).sum() + positive.pow(2).sum() + negative.pow(2).sum() / negative.shape[1]
-            loss = loss + self.reg * norms / users.shape[0]
-        return loss
+        item = self.item_embedding(items)  # (B, 1+S, D)
+        bias = self.item_bias(items).squeeze(-1)  # (B, 1+S)
+        score = (user.unsqueeze(1) * item).sum(-1) + bias  # (B, 1+S); cheaper than a bmm of 1 x D rows
+        pair = -F.logsigmoid(score[:, :1] - score[:, 1:])  # (B, S)
+        if self.reg > 0:  # the bias too: unregularized, summed steps inflate popular items' biases
+            norms = item.pow(2).sum(-1) + bias.pow(2)  # (B, 1+S)
+            pair = pair + self.reg * (user.pow(2).sum(-1, keepdim=True) + norms[:, :1] + norms[:, 1:])  # (B, S)
+        return pair.sum() if self.reduction == "sum" else pair.mean()
 
     def score_users(self, users: Tensor, history: Interactions | None) -> Tensor:
         user = self.user_embedding(users)  # (B, D)
