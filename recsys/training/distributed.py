@@ -57,6 +57,22 @@ def init_distributed(device: torch.device) -> torch.device:
     return device
 
 
+class _DataParallel(nn.parallel.DistributedDataParallel):
+    """DistributedDataParallel that also expects sparse gradients from parameters marked sparse
+    (:func:`recsys.embeddings.sparse_optim.mark_sparse`: fused tables calling ``embedding_bag(sparse=True)``).
+
+    DDP only recognizes ``nn.Embedding`` / ``nn.EmbeddingBag(sparse=True)`` by module type; any other
+    sparse gradient would be copied into a dense bucket and fail ("Cannot access storage of
+    SparseTensorImpl"). Marked parameters take DDP's own sparse path (all-reduced, averaged).
+    """
+
+    def _build_params_for_reducer(self):  # type: ignore[no-untyped-def]
+        from recsys.embeddings.sparse_optim import is_sparse_param
+
+        parameters, expect_sparse = super()._build_params_for_reducer()
+        return parameters, [sparse or is_sparse_param(p) for p, sparse in zip(parameters, expect_sparse)]
+
+
 def wrap_model(model: nn.Module, device: torch.device) -> nn.Module:
     """``model`` wrapped in DistributedDataParallel when distributed, else ``model`` itself."""
     if not is_distributed():
@@ -66,7 +82,7 @@ def wrap_model(model: nn.Module, device: torch.device) -> nn.Module:
         if device.type == "cuda"
         else None
     )
-    return nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+    return _DataParallel(model, device_ids=device_ids)
 
 
 def unwrap_model(model: nn.Module) -> nn.Module:
