@@ -10,6 +10,9 @@ Two tables:
   loss, training samples/s (training time only: ours the Trainer's epochs, theirs ``fit``), peak RSS, and
   ratios. A separate, labelled row trains ours under bfloat16 autocast (``--no-bf16-row`` drops it).
   ``--repeats`` runs every variant several times (alternating) and keeps the fastest, for a shared machine.
+  ``--ddp N`` adds a labelled row: ours fp32 as N data-parallel processes of 1 torch thread each
+  (DistributedDataParallel, gloo), each rank taking ``batch / N`` rows of every global batch, so it is the
+  same synchronous batch-``batch`` optimization; rank 0's training time, rank 0 evaluates, peak RSS summed.
 
 Every (model, seed) runs in a fresh subprocess with ``--threads`` torch threads, so peak memory and
 thread settings belong to that run alone; ours and theirs alternate, so load drift hits both.
@@ -21,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -64,7 +68,8 @@ def _data(args: dict[str, Any]):  # noqa: ANN202
     data = load_dataset(args["dataset"], root=str(Path(args["root"]) / args["dataset"]))
     split = random_split(data, (0.8, 0.1, 0.1), seed=args["seed"])
     features = pipeline(args["dataset"])
-    train = CTRBatches(split.train, features, batch_size=args["batch_size"], seed=args["seed"])
+    per_rank = args["batch_size"] // args.get("ddp", 1)  # data parallel: each rank takes its share of a global batch
+    train = CTRBatches(split.train, features, batch_size=per_rank, seed=args["seed"])
     valid = CTRBatches(split.valid, features, batch_size=65536, shuffle=False)
     test = CTRBatches(split.test, features, batch_size=65536, shuffle=False)
     return features, train, valid, test
@@ -84,6 +89,7 @@ def run_ours(args: dict[str, Any]) -> dict[str, Any]:
     from recsys.models.deepfm import DeepFM
     from recsys.models.fm import FM
     from recsys.models.logistic import LogisticRegression
+    from recsys.training.distributed import is_main_process
     from recsys.training.trainer import Trainer
 
     features, train, valid, test = _data(args)
@@ -100,8 +106,9 @@ def run_ours(args: dict[str, Any]) -> dict[str, Any]:
     trainer = Trainer(epochs=args["epochs"], device=args["device"], monitor="auc", patience=2, progress=False, tensorboard=False)
     with _precision(args):
         result = trainer.fit(model, train, optimizer, validate=validate)
-    rows = len(train.labels) * len(result.history)
-    return {"test": evaluator.evaluate_batches(model, test), "train_seconds": result.train_seconds,
+    rows = len(train.labels) * len(result.history)  # all ranks' rows
+    test_metrics = evaluator.evaluate_batches(model, test) if is_main_process() else {}  # ranks end identical
+    return {"test": test_metrics, "train_seconds": result.train_seconds,
             "samples_per_s": rows / result.train_seconds, "epochs": len(result.history)}
 
 
@@ -162,6 +169,10 @@ def worker(spec: str) -> None:
     args = json.loads(spec)
     torch.set_num_threads(args["threads"])
     result = (run_deepctr if args["model"] == "deepctr" else run_ours)(args)
+    if args.get("ddp", 1) > 1:
+        from recsys.training.distributed import destroy_distributed
+
+        destroy_distributed()
     result["peak_rss_mib"] = _peak_rss_mib()
     if torch.cuda.is_available() and args["device"] != "cpu":
         result["peak_cuda_mib"] = torch.cuda.max_memory_allocated() / 2**20
@@ -173,14 +184,36 @@ def worker(spec: str) -> None:
 TUNED_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(2**30), "MALLOC_TRIM_THRESHOLD_": str(2**30)}
 
 
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def spawn(args: dict[str, Any]) -> dict[str, Any]:
+    """One run in fresh processes: one, or ``args["ddp"]`` ranks (torchrun's environment, gloo on localhost).
+
+    A data-parallel run reports rank 0's result with the peak RSS summed over the ranks.
+    """
     env = {**os.environ, "OMP_NUM_THREADS": str(args["threads"]), **(TUNED_MALLOC if args.get("tuned_malloc") else {})}
-    out = subprocess.run([sys.executable, "-m", "recsys.benchmarks.ctr", "--worker", json.dumps(args)],
-                         capture_output=True, text=True, env=env)
-    lines = [line for line in out.stdout.splitlines() if line.startswith("RESULT ")]
-    if out.returncode != 0 or not lines:
-        raise RuntimeError(f"{args['model']} run failed:\n{out.stderr[-3000:]}")
-    return json.loads(lines[-1][len("RESULT "):])
+    world = args.get("ddp", 1)
+    if world > 1:
+        env.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port()), WORLD_SIZE=str(world))
+    command = [sys.executable, "-m", "recsys.benchmarks.ctr", "--worker", json.dumps(args)]
+    procs = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env={**env, "RANK": str(r), "LOCAL_RANK": str(r)} if world > 1 else env)
+             for r in range(world)]
+    results = []
+    for proc in procs:
+        stdout, stderr = proc.communicate()
+        lines = [line for line in stdout.splitlines() if line.startswith("RESULT ")]
+        if proc.returncode != 0 or not lines:
+            for other in procs:  # a failed rank leaves the others waiting on the group
+                if other.poll() is None:
+                    other.kill()
+            raise RuntimeError(f"{args['model']} run failed:\n{stderr[-3000:]}")
+        results.append(json.loads(lines[-1][len("RESULT "):]))
+    return {**results[0], "peak_rss_mib": sum(r["peak_rss_mib"] for r in results)}
 
 
 def _mean(results: list[dict[str, Any]], key: str) -> float:
@@ -204,6 +237,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bf16-row", action=argparse.BooleanOptionalAction, default=True,
                         help="compare table: add a labelled row with our DeepFM under bf16 autocast")
     parser.add_argument("--repeats", type=int, default=1, help="compare table: runs per variant and seed, best kept")
+    parser.add_argument("--ddp", type=int, default=0, metavar="N",
+                        help="compare table: add a row with ours (fp32) as N DDP processes x 1 thread (gloo)")
     parser.add_argument("--tuned-malloc", action="store_true", help="glibc keeps freed memory (both implementations)")
     parser.add_argument("--dense-tables", action="store_true", help="our DeepFM with dense table gradients (Adam lr 1e-3)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
@@ -229,16 +264,23 @@ def main(argv: list[str] | None = None) -> int:
               f"embedding {ns.embedding_dim}; seeds {seeds})\n")
         print(format_table(rows))
     if ns.table in ("compare", "all"):
-        variants = [("recsys DeepFM (fp32)", "deepfm", "fp32"), ("DeepCTR-Torch 0.3.0 DeepFM (fp32)", "deepctr", "fp32")]
+        if ns.ddp > 1 and ns.batch_size % ns.ddp:
+            parser.error(f"--batch-size {ns.batch_size} must be a multiple of --ddp {ns.ddp}")
+        variants: list[tuple[str, str, dict[str, Any]]] = [  # (row name, ratio label, run settings)
+            ("recsys DeepFM (fp32)", "fp32", {"model": "deepfm", "precision": "fp32"}),
+            ("DeepCTR-Torch 0.3.0 DeepFM (fp32)", "", {"model": "deepctr", "precision": "fp32"})]
         if ns.bf16_row:  # an option, labelled: ours under bf16 autocast, theirs stays fp32
-            variants.append(("recsys DeepFM (bf16 autocast, option)", "deepfm", "bf16"))
+            variants.append(("recsys DeepFM (bf16 autocast, option)", "bf16 autocast",
+                             {"model": "deepfm", "precision": "bf16"}))
+        if ns.ddp > 1:  # an option, labelled: the cores as data-parallel processes instead of threads
+            variants.append((f"recsys DeepFM (fp32, {ns.ddp} processes x 1 thread, DDP gloo, option)",
+                             f"fp32 DDP {ns.ddp}x1", {"model": "deepfm", "precision": "fp32", "ddp": ns.ddp, "threads": 1}))
         runs: dict[str, list[dict[str, Any]]] = {name: [] for name, _, _ in variants}
         load = os.getloadavg()[0]
         for s in seeds:
             for _ in range(ns.repeats):  # alternate, so load drift hits every variant
-                for name, model, precision in variants:
-                    runs[name].append(spawn({**base, "dataset": "ml-100k", "seed": s, "early_stopping": False,
-                                             "model": model, "precision": precision}))
+                for name, _, settings in variants:
+                    runs[name].append(spawn({**base, "dataset": "ml-100k", "seed": s, "early_stopping": False, **settings}))
         rows = []
         for name, _, _ in variants:
             per_seed = [runs[name][i * ns.repeats : (i + 1) * ns.repeats] for i in range(len(seeds))]
@@ -247,8 +289,8 @@ def main(argv: list[str] | None = None) -> int:
                          "train s": _mean(best, "train_seconds"), "samples/s": _mean(best, "samples_per_s"),
                          "peak RSS MiB": _mean(best, "peak_rss_mib")})
         theirs = rows[1]
-        for row in [rows[0], *rows[2:]]:
-            rows.append({"implementation": f"ratio {row['implementation'].split(' (')[1][:-1].split(',')[0]} ours/theirs",
+        for row, (_, label, _) in [(r, v) for r, v in zip(rows, variants) if v[1]]:
+            rows.append({"implementation": f"ratio {label} ours/theirs",
                          "test AUC": row["test AUC"] - theirs["test AUC"],
                          "test log-loss": row["test log-loss"] - theirs["test log-loss"],
                          "samples/s": row["samples/s"] / theirs["samples/s"],
@@ -256,7 +298,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nDeepFM side by side on ml-100k CTR (80/10/10 split, test part; embedding {ns.embedding_dim}, DNN "
               f"{ns.hidden_dims}, batch {ns.batch_size}, {ns.epochs} epochs, {ns.threads} threads, device {ns.device}, "
               f"tables {'dense' if ns.dense_tables else 'sparse'}, {'tuned' if ns.tuned_malloc else 'default'} glibc malloc, "
-              f"seeds {seeds}, best of {ns.repeats} runs each; training "
+              + (f"DDP row: {ns.ddp} processes x 1 thread, {ns.batch_size // ns.ddp} rows per rank per step, "
+                 "rank 0's training time, peak RSS summed over ranks; " if ns.ddp > 1 else "")
+              + f"seeds {seeds}, best of {ns.repeats} runs each; training "
               f"time only; load average {load:.1f} -> {os.getloadavg()[0]:.1f}; ratio rows: AUC and log-loss "
               f"differences, throughput and memory ratios)\n")
         print(format_table(rows))
