@@ -29,16 +29,16 @@ from recsys.benchmarks.table import format_table
 # Hyperparameters per dataset (tuned on the validation item; implicit's as in BASELINES.md).
 SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
     "ml-100k": {
-        "bpr": {"embedding_dim": 64, "reg": 0.0, "lr": 0.003, "num_negatives": 4, "batch_size": 1024, "epochs": 30},
+        # recsys.estimators.bpr (implicit's scheme, vectorized Hogwild SGD); negatives tuned on the validation item
+        "bpr": {"factors": 64, "learning_rate": 0.01, "regularization": 0.01, "iterations": 100, "negatives": "popularity", "batch_size": 1024},
         "neumf": {"gmf_dim": 32, "mlp_dim": 32, "layers": [64, 32, 16], "lr": 0.001, "num_negatives": 4, "batch_size": 1024, "epochs": 15},
         "als": {"factors": 64, "alpha": 5.0, "regularization": 0.1, "iterations": 15},
         "ease": {"reg": 500.0},
         "implicit-bpr": {"factors": 64, "learning_rate": 0.01, "regularization": 0.01, "iterations": 100},
     },
     "amazon-beauty": {
-        # implicit-style: sparse tables, one SGD step per pair (summed loss), per-pair L2 (conf/model/bpr_sgd.yaml)
-        "bpr": {"embedding_dim": 64, "reg": 0.005, "init_std": 0.0045, "sparse": True, "reduction": "sum",
-                "optimizer": "sparse_sgd", "lr": 0.1, "num_negatives": 1, "batch_size": 16384, "epochs": 200},
+        # uniform negatives: validation HR@10 0.0664 vs 0.0543 with implicit's popularity-weighted ones (seed 0)
+        "bpr": {"factors": 64, "learning_rate": 0.1, "regularization": 0.01, "iterations": 300, "negatives": "uniform", "batch_size": 4096},
         "neumf": {"gmf_dim": 32, "mlp_dim": 32, "layers": [64, 32, 16], "lr": 0.001, "num_negatives": 4, "batch_size": 1024, "epochs": 10},
         "als": {"factors": 64, "alpha": 20.0, "regularization": 0.01, "iterations": 15},
         "ease": {"reg": 50.0},
@@ -64,7 +64,6 @@ def _fit_ours(name: str, params: dict[str, Any], data, history, seed: int, devic
     from recsys.data.batches import PairwiseBatches
     from recsys.embeddings import SparseSGD
     from recsys.models.als import ALS
-    from recsys.models.bpr import BPRMF
     from recsys.models.ease import EASE
     from recsys.models.neumf import NeuMF
     from recsys.models.popularity import Popularity
@@ -73,12 +72,17 @@ def _fit_ours(name: str, params: dict[str, Any], data, history, seed: int, devic
     torch.manual_seed(seed)
     params = dict(params)
     started = time.perf_counter()
-    if name in ("bpr", "neumf"):
+    if name == "bpr":
+        from recsys.estimators.bpr import BayesianPersonalizedRanking
+
+        estimator = BayesianPersonalizedRanking(seed=seed, device=device, workers=torch.get_num_threads(), **params).fit(history)
+        return estimator.model_.cpu(), time.perf_counter() - started, estimator.train_seconds_ / params["iterations"]
+    if name == "neumf":
         lr, epochs = params.pop("lr"), params.pop("epochs")
         negatives, batch_size = params.pop("num_negatives"), params.pop("batch_size")
         weight_decay = params.pop("weight_decay", 0.0)
         optimizer = SparseSGD if params.pop("optimizer", "adam") == "sparse_sgd" else torch.optim.Adam
-        model = (BPRMF if name == "bpr" else NeuMF)(data.num_users, data.num_items, **params)
+        model = NeuMF(data.num_users, data.num_items, **params)
         batches = PairwiseBatches(history, batch_size=batch_size, num_negatives=negatives, seed=seed)
         trainer = Trainer(epochs=epochs, device=device, progress=False, patience=None, tensorboard=False)
         result = trainer.fit(model, batches, functools.partial(optimizer, lr=lr, weight_decay=weight_decay))
@@ -146,9 +150,23 @@ def run_one(spec: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
+def _child(spec: dict[str, Any], send: Any) -> None:
+    send.send(run_one(spec))
+
+
 def _in_child(spec: dict[str, Any]) -> dict[str, Any]:
-    with multiprocessing.get_context("spawn").Pool(1) as pool:
-        return pool.apply(run_one, (spec,))
+    """``run_one`` in a fresh (spawned, non-daemonic: it may start Hogwild workers) process."""
+    context = multiprocessing.get_context("spawn")
+    receive, send = context.Pipe(duplex=False)
+    process = context.Process(target=_child, args=(spec, send))
+    process.start()
+    send.close()
+    try:
+        row = receive.recv()
+    except EOFError:
+        raise RuntimeError(f"the {spec['model']} run (seed {spec['seed']}) died with exit code {process.join() or process.exitcode}") from None
+    process.join()
+    return row
 
 
 def _mean(rows: list[dict[str, Any]]) -> dict[str, float]:

@@ -29,8 +29,8 @@ T = TypeVar("T")
 
 
 def can_fork() -> bool:
-    """True where workers run as forked processes (Linux); elsewhere they are threads."""
-    return sys.platform.startswith("linux") and "fork" in multiprocessing.get_all_start_methods()
+    """True where workers run as forked processes (Linux, not inside a daemonic process); elsewhere they are threads."""
+    return sys.platform.startswith("linux") and "fork" in multiprocessing.get_all_start_methods() and not multiprocessing.current_process().daemon
 
 
 def shared_zeros(*shape: int) -> Tensor:
