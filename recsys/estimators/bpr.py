@@ -136,9 +136,11 @@ def _bpr_step(user_table: Tensor, item_table: Tensor, user: Tensor, positive: Te
         v = item_table.index_select(0, pair)  # (2B, D+1)
         size = len(user)
         difference = v[:size] - v[size:]  # (B, D+1)
-        z = torch.sigmoid(-(u * difference).sum(1, keepdim=True))  # (B, 1)
-        du = z * difference - reg * u  # (B, D+1)
+        step = torch.sigmoid(-torch.linalg.vecdot(u, difference)).mul_(lr).unsqueeze(1)  # (B, 1): lr * z
+        du = difference.mul_(step).sub_(u, alpha=lr * reg)  # (B, D+1), in place of difference
         du[:, -1] = 0.0
-        dv = torch.cat([z, -z]) * torch.cat([u, u]) - reg * v  # (2B, D+1)
-        user_table.index_add_(0, user, du.mul_(lr))
-        item_table.index_add_(0, pair, dv.mul_(lr))
+        dv = v.mul_(-lr * reg)  # (2B, D+1), in place of v
+        dv[:size].addcmul_(step, u)
+        dv[size:].addcmul_(step, u, value=-1.0)
+        user_table.index_add_(0, user, du)
+        item_table.index_add_(0, pair, dv)
