@@ -78,3 +78,19 @@ def test_empty_data_raises() -> None:
     empty = data.with_frame(data.frame.head(0))
     with pytest.raises(DataError, match="no interactions"):
         BayesianPersonalizedRanking(device="cpu").fit(empty)
+
+
+@pytest.mark.parametrize("bitmap", [True, False])
+def test_seen_pairs_membership_matches_a_set(bitmap: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    from recsys.estimators import bpr
+
+    if not bitmap:
+        monkeypatch.setattr(bpr, "_BITMAP_BYTES", 0)
+    gen = torch.Generator().manual_seed(0)
+    users, items = torch.randint(50, (300,), generator=gen), torch.randint(70, (300,), generator=gen)
+    seen = bpr.SeenPairs(users, items, num_items=70)
+    assert (seen.words is not None) == bitmap
+    query_users, query_items = torch.randint(60, (2000,), generator=gen), torch.randint(70, (2000,), generator=gen)
+    pairs = set(zip(users.tolist(), items.tolist()))
+    expected = [(u, i) in pairs for u, i in zip(query_users.tolist(), query_items.tolist())]
+    assert seen.contains(query_users, query_items).tolist() == expected
