@@ -204,14 +204,16 @@ def spawn(args: dict[str, Any]) -> dict[str, Any]:
                               env={**env, "RANK": str(r), "LOCAL_RANK": str(r)} if world > 1 else env)
              for r in range(world)]
     results = []
-    for proc in procs:
+    for rank, proc in enumerate(procs):
         stdout, stderr = proc.communicate()
         lines = [line for line in stdout.splitlines() if line.startswith("RESULT ")]
         if proc.returncode != 0 or not lines:
             for other in procs:  # a failed rank leaves the others waiting on the group
                 if other.poll() is None:
                     other.kill()
-            raise RuntimeError(f"{args['model']} run failed:\n{stderr[-3000:]}")
+            where = f"rank {rank} of {world}, " if world > 1 else ""
+            raise RuntimeError(f"{args['model']} ({args['precision']}, {where}exit code {proc.returncode}, "
+                               f"result {'printed' if lines else 'missing'}) run failed:\n{stderr[-3000:]}")
         results.append(json.loads(lines[-1][len("RESULT "):]))
     return {**results[0], "peak_rss_mib": sum(r["peak_rss_mib"] for r in results)}
 
