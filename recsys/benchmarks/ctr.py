@@ -22,6 +22,7 @@ thread settings belong to that run alone; ours and theirs alternate, so load dri
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import socket
@@ -103,8 +104,10 @@ def run_ours(args: dict[str, Any]) -> dict[str, Any]:
                         sparse=partial(RowWiseAdagrad, lr=args["sparse_lr"], weight_decay=args["weight_decay"]))
     evaluator = CTREvaluator()
     validate = (lambda m: evaluator.evaluate_batches(m, valid)) if args["early_stopping"] else None
-    trainer = Trainer(epochs=args["epochs"], device=args["device"], monitor="auc", patience=2, progress=False, tensorboard=False)
-    with _precision(args):
+    on_cpu = _precision(args).device == "cpu"  # on CPU the Trainer autocasts its steps itself (cpu_bf16)
+    trainer = Trainer(epochs=args["epochs"], device=args["device"], monitor="auc", patience=2, progress=False, tensorboard=False,
+                      cpu_bf16=on_cpu and args["precision"] == "bf16")
+    with contextlib.nullcontext() if on_cpu else _precision(args):
         result = trainer.fit(model, train, optimizer, validate=validate)
     rows = len(train.labels) * len(result.history)  # all ranks' rows
     test_metrics = evaluator.evaluate_batches(model, test) if is_main_process() else {}  # ranks end identical

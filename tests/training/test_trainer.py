@@ -237,3 +237,19 @@ def test_an_autocast_the_caller_opened_stays_in_force_on_cpu() -> None:
     assert batches > 0 and set(seen[:batches]) == {torch.bfloat16} and set(seen[batches:]) == {torch.float32}
     # the cast cache is cleared every step: the forward sees the updated weights, so the signal is learned
     assert result.history[-1]["loss"] < 0.1 * result.history[0]["loss"]
+
+
+def test_cpu_bf16_autocasts_the_forward_and_still_learns() -> None:
+    seen = []
+
+    class Recording(LinearToy):
+        def loss(self, batch):
+            seen.append(self.linear(batch["x"]).dtype)
+            return super().loss(batch).float()
+
+    torch.manual_seed(0)
+    model = Recording()
+    result = trainer(epochs=10, cpu_bf16=True).fit(model, ToyBatches(), ADAM)
+    assert seen and set(seen) == {torch.bfloat16}
+    assert model.linear.weight.dtype == torch.float32  # master weights stay fp32
+    assert result.history[-1]["loss"] < 0.1 * result.history[0]["loss"]
