@@ -5,17 +5,16 @@ from __future__ import annotations
 import math
 from functools import partial
 
-import polars as pl
 import pytest
 import torch
 import torch.nn.functional as F
 
 from recsys.data.batches import PairwiseBatches
-from recsys.data.frame import from_frame
 from recsys.embeddings import CombinedOptimizer, SparseSGD, is_sparse_param
 from recsys.errors import ConfigError
 from recsys.models import BPRMF
 from recsys.training import Trainer
+from tests.models.test_cf_contract import planted, precision_at_3
 
 
 def test_loss_equals_hand_computed_value() -> None:
@@ -113,25 +112,14 @@ def test_sum_is_mean_times_pairs_and_tables_are_marked_sparse() -> None:
 
 def test_sparse_sgd_path_learns_planted_low_rank_structure() -> None:
     """The config route of conf/model/bpr_sgd.yaml: sparse tables, summed loss, SparseSGD, PairwiseBatches."""
-    generator = torch.Generator().manual_seed(0)
-    num_users, num_items = 60, 30
-    group = torch.arange(num_users) % 3
-    liked = (torch.arange(num_items).unsqueeze(0) % 3) == group.unsqueeze(1)  # (U, N)
-    keep = torch.rand(num_users, num_items, generator=generator) < 0.6
-    train, held_out = liked & keep, liked & ~keep
-    users, items = train.nonzero(as_tuple=True)
-    data = from_frame(pl.DataFrame({"user": users.numpy(), "item": items.numpy()}), rating_col=None, time_col=None)
-    assert data.num_users == num_users and data.num_items == num_items
+    data, train, held_out = planted()
     torch.manual_seed(0)
-    model = BPRMF(num_users, num_items, embedding_dim=8, init_std=0.01, sparse=True, reduction="sum")
+    model = BPRMF(data.num_users, data.num_items, embedding_dim=8, init_std=0.01, sparse=True, reduction="sum")
     batches = PairwiseBatches(data, batch_size=256, seed=0)
     Trainer(epochs=60, device="cpu", progress=False, patience=None, tensorboard=False).fit(
         model, batches, partial(SparseSGD, lr=0.1, weight_decay=0.01)
     )
-    with torch.no_grad():
-        scores = model.score_users(torch.arange(num_users), history=None).masked_fill(train, -torch.inf)
-    precision = held_out.gather(1, scores.topk(3, dim=1).indices).float().mean().item()
-    assert precision > 0.8  # random among the ~22 unseen items: about 4/22 = 0.18
+    assert precision_at_3(model, data, train, held_out) > 0.8  # random among the ~22 unseen items: about 4/22 = 0.18
 
 
 def test_unknown_reduction_raises_config_error() -> None:

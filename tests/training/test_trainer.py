@@ -8,10 +8,16 @@ from pathlib import Path
 
 import pytest
 import torch
-from training_toys import LinearToy, Popularity, SparseToy, ToyBatches, regression_mse
 
 from recsys.errors import ConfigError
 from recsys.training import NonFiniteLossError, Trainer, clip_grad_norm, load_checkpoint
+from tests.training.training_toys import (
+    LinearToy,
+    Popularity,
+    SparseToy,
+    ToyBatches,
+    regression_mse,
+)
 
 ADAM = functools.partial(torch.optim.Adam, lr=0.05)
 
@@ -221,14 +227,21 @@ def test_sparse_embedding_model_trains_with_sparse_adam() -> None:
     assert result.history[-1]["loss"] < result.history[0]["loss"] / 5
 
 
+class DtypeRecordingToy(LinearToy):
+    """A LinearToy that appends the dtype its linear layer computes in to ``seen``, every step."""
+
+    def __init__(self, seen: list[torch.dtype]) -> None:
+        super().__init__()
+        self.seen = seen
+
+    def loss(self, batch):
+        self.seen.append(self.linear(batch["x"]).dtype)
+        return super().loss(batch).float()
+
+
 def test_an_autocast_the_caller_opened_stays_in_force_on_cpu() -> None:
-    seen = []
-
-    class Recording(LinearToy):
-        def loss(self, batch):
-            seen.append(self.linear(batch["x"]).dtype)
-            return super().loss(batch).float()
-
+    seen: list[torch.dtype] = []
+    Recording = functools.partial(DtypeRecordingToy, seen)
     torch.manual_seed(0)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         result = trainer(epochs=10).fit(Recording(), ToyBatches(), ADAM)
@@ -240,15 +253,9 @@ def test_an_autocast_the_caller_opened_stays_in_force_on_cpu() -> None:
 
 
 def test_cpu_bf16_autocasts_the_forward_and_still_learns() -> None:
-    seen = []
-
-    class Recording(LinearToy):
-        def loss(self, batch):
-            seen.append(self.linear(batch["x"]).dtype)
-            return super().loss(batch).float()
-
+    seen: list[torch.dtype] = []
     torch.manual_seed(0)
-    model = Recording()
+    model = DtypeRecordingToy(seen)
     result = trainer(epochs=10, cpu_bf16=True).fit(model, ToyBatches(), ADAM)
     assert seen and set(seen) == {torch.bfloat16}
     assert model.linear.weight.dtype == torch.float32  # master weights stay fp32

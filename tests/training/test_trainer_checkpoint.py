@@ -8,10 +8,15 @@ from pathlib import Path
 
 import pytest
 import torch
-from training_toys import LinearToy, SparseToy, ToyBatches, regression_mse
 
 from recsys.errors import CheckpointError
 from recsys.training import Trainer, load_checkpoint, save_checkpoint
+from tests.training.training_toys import (
+    LinearToy,
+    SparseToy,
+    ToyBatches,
+    regression_mse,
+)
 
 ADAM = functools.partial(torch.optim.Adam, lr=0.05)
 
@@ -170,7 +175,7 @@ def test_resume_a_finished_run_restores_best_weights(tmp_path: Path) -> None:
 
 
 def test_sparse_adam_state_survives_a_checkpoint(tmp_path: Path) -> None:
-    from test_trainer import PairBatches
+    from tests.training.test_trainer import PairBatches
 
     torch.manual_seed(0)
     Trainer(epochs=1, device="cpu", progress=False).fit(

@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import torch
-from training_toys import LinearToy, regression_mse
 
 from recsys.training.distributed import (
     EveryNth,
@@ -18,6 +17,7 @@ from recsys.training.distributed import (
     shard_batches,
     world_size,
 )
+from tests.training.training_toys import LinearToy, regression_mse
 
 SCRIPT = Path(__file__).with_name("ddp_script.py")
 

@@ -99,7 +99,7 @@ def test_trainer_logs_to_tensorboard_when_available(tmp_path: Path, monkeypatch:
     import sys
     import types
 
-    from training_toys import LinearToy, ToyBatches
+    from tests.training.training_toys import LinearToy, ToyBatches
 
     from recsys.training import Trainer, loggers
 
@@ -129,8 +129,8 @@ def test_trainer_logs_to_tensorboard_when_available(tmp_path: Path, monkeypatch:
 def test_mixed_precision_on_cuda(sparse: bool) -> None:
     import functools
 
-    from test_trainer import PairBatches
-    from training_toys import LinearToy, SparseToy, ToyBatches
+    from tests.training.test_trainer import PairBatches
+    from tests.training.training_toys import LinearToy, SparseToy, ToyBatches
 
     from recsys.training import Trainer
 
