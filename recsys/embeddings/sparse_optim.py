@@ -3,7 +3,8 @@
 All three coalesce duplicate rows once (``index_add_`` into a zeroed buffer for tables that are small next to
 the batch, ``torch.unique`` + ``index_add_`` otherwise), compute in float32 whatever the
 table dtype, and apply weight decay (L2, added to the gradient) to the touched rows only. Dense gradients
-are accepted too and treated as "every row touched".
+are accepted too and treated as "every row touched". SGD and row-wise Adagrad update a small table whole
+(untouched rows have zero gradient, so they and their state stay as they are): a few dense ops, no gathers.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ SPARSE_MARKER = "_recsys_sparse"
 # coalesce by a scatter into a zeroed (rows, D) buffer (O(rows + nnz)) instead of torch.unique's sort
 # (O(nnz log nnz)) while the table has at most this many rows per gradient value
 _SCATTER_ROWS_PER_VALUE = 8
+# rows at most this wide are summed by a flat 1-D index_add_ (see _sum_rows)
+_FLAT_SUM_MAX_WIDTH = 12
 
 
 def mark_sparse(param: nn.Parameter) -> nn.Parameter:
@@ -47,13 +50,27 @@ def coalesce_rows(grad: Tensor) -> tuple[Tensor, Tensor]:
     if grad.is_coalesced():
         return indices, values.float()
     if grad.shape[0] <= _SCATTER_ROWS_PER_VALUE * len(indices):  # small table: sum into every row, no sort
-        summed = torch.zeros(grad.shape, dtype=torch.float32, device=values.device).index_add_(0, indices, values.float())
-        touched = torch.zeros(grad.shape[0], dtype=torch.bool, device=values.device).index_fill_(0, indices, True)
-        rows = touched.nonzero().squeeze(1)  # ascending, as torch.unique
+        summed = _sum_rows(grad.shape, indices, values.float())
+        rows = torch.bincount(indices, minlength=grad.shape[0]).nonzero().squeeze(1)  # ascending, as torch.unique
         return rows, summed.index_select(0, rows)
     rows, inverse = torch.unique(indices, return_inverse=True)
     summed = torch.zeros(len(rows), *values.shape[1:], dtype=torch.float32, device=values.device)
     return rows, summed.index_add_(0, inverse, values.float())
+
+
+def _sum_rows(shape: torch.Size, indices: Tensor, values: Tensor) -> Tensor:
+    """Dense ``(R, D)`` sums of ``values`` ``(N, D)`` per row ``indices``.
+
+    Narrow rows go through one 1-D ``index_add_`` on flat element positions: for a few columns the 2-D op
+    takes a scatter kernel that is ~4x slower on CPU (and slower still with two threads).
+    """
+    rows, width = shape
+    summed = torch.zeros(rows * width, dtype=values.dtype, device=values.device)
+    if width > _FLAT_SUM_MAX_WIDTH or rows * width >= 2**31 or values.device.type != "cpu":
+        return summed.view(rows, width).index_add_(0, indices, values)
+    columns = torch.arange(width, dtype=torch.int32, device=values.device)
+    flat = (indices.int().unsqueeze(1) * width + columns).view(-1)  # (N * D,) int32: int64 broadcasting is slower
+    return summed.index_add_(0, flat, values.reshape(-1)).view(rows, width)
 
 
 def _write_rows(param: Tensor, rows: Tensor, old: Tensor, delta: Tensor) -> None:
@@ -83,6 +100,9 @@ class _SparseOptimizer(torch.optim.Optimizer):
             for param in group["params"]:
                 if param.grad is None:
                     continue
+                if self._updates_every_row and _small_table(param.grad):
+                    self._step_every_row(param, group, param.grad)
+                    continue
                 rows, grad = coalesce_rows(param.grad)
                 if len(rows) == 0:
                     continue
@@ -92,8 +112,34 @@ class _SparseOptimizer(torch.optim.Optimizer):
                 _write_rows(param, rows, old, self._delta(param, group, rows, grad))
         return loss
 
-    def _delta(self, param: Tensor, group: dict, rows: Tensor, grad: Tensor) -> Tensor:
+    # True when a zero row gradient leaves a row and its state unchanged (SGD, row-wise Adagrad): a small
+    # table is then updated whole, in a few dense ops, instead of gathering and scattering its touched rows
+    _updates_every_row = False
+
+    def _step_every_row(self, param: Tensor, group: dict, grad: Tensor) -> None:
+        old = param.float()  # (R, D)
+        if grad.is_sparse:
+            indices = grad._indices()[0]
+            summed = _sum_rows(grad.shape, indices, grad._values().float())  # zero rows where untouched
+            if group["weight_decay"]:  # L2 on the touched rows only
+                touched = torch.bincount(indices, minlength=grad.shape[0]) > 0
+                summed = summed.addcmul_(old, touched.unsqueeze(1), value=group["weight_decay"])
+        else:  # a dense gradient touches every row
+            summed = grad.float().add(old, alpha=group["weight_decay"]) if group["weight_decay"] else grad.float()
+        delta = self._delta(param, group, None, summed)
+        if param.dtype == torch.float32:
+            param.add_(delta)
+        else:
+            param.copy_((old + delta).to(param.dtype))
+
+    def _delta(self, param: Tensor, group: dict, rows: Tensor | None, grad: Tensor) -> Tensor:
+        """The update of rows ``rows`` (``None``: every row) from their summed float32 gradients ``grad``."""
         raise NotImplementedError
+
+
+def _small_table(grad: Tensor) -> bool:
+    """Dense gradients, and sparse ones with at least one value per ``_SCATTER_ROWS_PER_VALUE`` table rows."""
+    return not grad.is_sparse or grad.shape[0] <= _SCATTER_ROWS_PER_VALUE * grad._nnz()
 
 
 class SparseSGD(_SparseOptimizer):
@@ -110,7 +156,9 @@ class SparseSGD(_SparseOptimizer):
         self._check(lr, weight_decay)
         super().__init__(params, {"lr": lr, "weight_decay": weight_decay})
 
-    def _delta(self, param: Tensor, group: dict, rows: Tensor, grad: Tensor) -> Tensor:
+    _updates_every_row = True
+
+    def _delta(self, param: Tensor, group: dict, rows: Tensor | None, grad: Tensor) -> Tensor:
         return grad.mul_(-group["lr"])
 
 
@@ -138,13 +186,18 @@ class RowWiseAdagrad(_SparseOptimizer):
         defaults = {"lr": lr, "eps": eps, "weight_decay": weight_decay, "initial_accumulator_value": initial_accumulator_value}
         super().__init__(params, defaults)
 
-    def _delta(self, param: Tensor, group: dict, rows: Tensor, grad: Tensor) -> Tensor:
+    _updates_every_row = True
+
+    def _delta(self, param: Tensor, group: dict, rows: Tensor | None, grad: Tensor) -> Tensor:
         state = self.state[param]
         if "sum" not in state:
             state["sum"] = torch.full(param.shape[:1], group["initial_accumulator_value"], dtype=torch.float32, device=param.device)
         acc = state["sum"]
-        row_sum = acc.index_select(0, rows).add_(grad.pow(2).mean(dim=1))  # (U,)
-        acc.index_copy_(0, rows, row_sum)
+        if rows is None:  # every row: untouched rows add 0 and move by 0
+            row_sum = acc.add_(grad.pow(2).mean(dim=1)).clone()  # (R,)
+        else:
+            row_sum = acc.index_select(0, rows).add_(grad.pow(2).mean(dim=1))  # (U,)
+            acc.index_copy_(0, rows, row_sum)
         scale = row_sum.sqrt_().add_(group["eps"]).reciprocal_().mul_(-group["lr"])
         return grad.mul_(scale.unsqueeze(1))
 
@@ -175,7 +228,7 @@ class SparseAdam(_SparseOptimizer):
             raise ConfigError(f"betas must lie in [0, 1), got {betas}", where="SparseAdam", fix="use e.g. betas=(0.9, 0.999)")
         super().__init__(params, {"lr": lr, "betas": tuple(betas), "eps": eps, "weight_decay": weight_decay})
 
-    def _delta(self, param: Tensor, group: dict, rows: Tensor, grad: Tensor) -> Tensor:
+    def _delta(self, param: Tensor, group: dict, rows: Tensor | None, grad: Tensor) -> Tensor:
         state = self.state[param]
         if "step" not in state:
             state["step"] = 0

@@ -27,9 +27,9 @@ ROWS, DIM = 40, 6
 BATCHES = [torch.tensor([[3, 5], [5, 9], [3, 3]]), torch.tensor([[5, 3], [9, 9], [3, 5]])]  # same rows, duplicates
 
 
-def _tables(sparse: bool) -> nn.Embedding:
+def _tables(sparse: bool, rows: int = ROWS) -> nn.Embedding:
     torch.manual_seed(0)  # test-only: both copies start from the same weights
-    return nn.Embedding(ROWS, DIM, sparse=sparse)
+    return nn.Embedding(rows, DIM, sparse=sparse)
 
 
 def _run(table: nn.Embedding, optimizer: torch.optim.Optimizer, target: torch.Tensor) -> None:
@@ -40,7 +40,7 @@ def _run(table: nn.Embedding, optimizer: torch.optim.Optimizer, target: torch.Te
 
 
 def _dense_rowwise_adagrad(table: nn.Embedding, target: torch.Tensor, lr: float, weight_decay: float) -> None:
-    acc = torch.zeros(ROWS)
+    acc = torch.zeros(table.num_embeddings)
     for ids in BATCHES:
         table.zero_grad()
         ((table(ids) - target) ** 2).sum().backward()
@@ -51,11 +51,13 @@ def _dense_rowwise_adagrad(table: nn.Embedding, target: torch.Tensor, lr: float,
             table.weight[touched] -= lr * g / (acc[touched].sqrt().unsqueeze(1) + 1e-10)
 
 
+# 40 rows: small next to the 6 values per batch (SGD and Adagrad update the table whole); 1000: touched rows only
+@pytest.mark.parametrize("rows", [ROWS, 1000])
 @pytest.mark.parametrize("weight_decay", [0.0, 0.1])
 @pytest.mark.parametrize("name", ["sgd", "adam", "rowwise_adagrad"])
-def test_sparse_update_matches_dense_reference_and_touches_only_batch_rows(name, weight_decay):
+def test_sparse_update_matches_dense_reference_and_touches_only_batch_rows(name, weight_decay, rows):
     target = torch.randn(DIM, generator=torch.Generator().manual_seed(1))
-    sparse, dense = _tables(sparse=True), _tables(sparse=False)
+    sparse, dense = _tables(sparse=True, rows=rows), _tables(sparse=False, rows=rows)
     start = sparse.weight.detach().clone()
     optimizers = {
         "sgd": (SparseSGD, torch.optim.SGD, {"lr": 0.05}),
@@ -69,7 +71,7 @@ def test_sparse_update_matches_dense_reference_and_touches_only_batch_rows(name,
     else:
         _run(dense, dense_cls(dense.parameters(), weight_decay=weight_decay, **kwargs), target)
     touched = torch.tensor([3, 5, 9])
-    others = torch.ones(ROWS, dtype=torch.bool)
+    others = torch.ones(rows, dtype=torch.bool)
     others[touched] = False
     assert torch.equal(sparse.weight[others], start[others])  # untouched rows never move, decay included
     assert not torch.allclose(sparse.weight[touched], start[touched])
