@@ -84,14 +84,16 @@ class CTRModel(Recommender):
         if self.embeddings.pooled_names:
             bags = KeyedJagged(self.embeddings.pooled_names, batch["bag_values"], batch["bag_offsets"])
         rows = self.embeddings(batch["ids"] if self.embeddings.single_names else None, bags)  # (B, F, 1 + D)
-        first = rows[..., 0].sum(1) + self.bias  # (B,)
+        # one split, not a select and a slice: its backward is one cat instead of two zero-filled scatters
+        weights, embeddings = rows.split([1, self.embedding_dim], dim=-1)  # (B, F, 1), (B, F, D)
+        first = weights.sum((1, 2)) + self.bias  # (B,)
         if self.dense_linear is not None:
             dense = batch.get("dense")
             if dense is None or dense.dim() != 2 or dense.shape[1] != self.num_dense:
                 raise DataError(f"expected dense features (B, {self.num_dense}), got "
                                 f"{None if dense is None else tuple(dense.shape)}", where=f"{type(self).__name__}.embed")
             first = first + self.dense_linear(dense).squeeze(-1)
-        return first, rows[..., 1:]  # (B,), (B, F, D)
+        return first, embeddings  # (B,), (B, F, D)
 
     def loss(self, batch: dict[str, Tensor]) -> Tensor:
         return F.binary_cross_entropy_with_logits(self.predict(batch), batch["labels"].float())

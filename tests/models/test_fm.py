@@ -32,6 +32,15 @@ def test_fast_interaction_equals_the_explicit_pairwise_sum() -> None:
     assert torch.allclose(pairwise_interaction(v), explicit_pairs(v))
 
 
+def test_fast_interaction_gradient_equals_the_reference_gradient() -> None:
+    v = torch.randn(4, 5, 3, generator=torch.Generator().manual_seed(2), dtype=torch.float64, requires_grad=True)
+    weights = torch.randn(4, dtype=torch.float64)
+    (fast,) = torch.autograd.grad((FMInteraction()(v) * weights).sum(), v)
+    (reference,) = torch.autograd.grad((explicit_pairs(v) * weights).sum(), v)
+    assert torch.allclose(fast, reference)
+    assert torch.autograd.gradcheck(FMInteraction(), (v,))
+
+
 def batch() -> dict[str, torch.Tensor]:
     return {"ids": torch.tensor([[0, 1], [5, 9]]), "bag_values": torch.tensor([1, 2, 3]),  # item 9 is OOV (7 rows + OOV)
             "bag_offsets": torch.tensor([0, 2, 3]), "labels": torch.tensor([1.0, 0.0])}
