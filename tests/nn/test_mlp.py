@@ -1,0 +1,34 @@
+"""Dense is nn.Linear stored transposed: same initial draws, outputs and gradients; MLP builds from it."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from recsys.errors import ConfigError
+from recsys.nn.mlp import MLP, Dense
+
+
+def test_dense_equals_linear_from_the_same_seed() -> None:
+    torch.manual_seed(3)
+    linear = nn.Linear(6, 4)
+    torch.manual_seed(3)
+    dense = Dense(6, 4)
+    assert torch.equal(dense.weight, linear.weight.T) and torch.equal(dense.bias, linear.bias)
+    x = torch.randn(5, 2, 6)
+    assert torch.allclose(dense(x), linear(x), atol=1e-6)
+    dense(x).square().sum().backward()
+    linear(x).square().sum().backward()
+    assert torch.allclose(dense.weight.grad, linear.weight.grad.T, atol=1e-5)
+    assert torch.allclose(dense.bias.grad, linear.bias.grad, atol=1e-5)
+
+
+def test_mlp_is_dense_relu_blocks_and_rejects_bad_sizes() -> None:
+    mlp = MLP(8, hidden_dims=(16, 4), out_dim=1)
+    x = torch.randn(3, 8)
+    first, second, out = (m for m in mlp.layers if isinstance(m, Dense))
+    expected = out(torch.relu(second(torch.relu(first(x)))))
+    assert torch.allclose(mlp(x), expected)
+    with pytest.raises(ConfigError, match="positive"):
+        MLP(0, hidden_dims=(4,))
