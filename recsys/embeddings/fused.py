@@ -84,6 +84,8 @@ class FusedTable(nn.Module):
                 "oov": any(f.oov_row for f in group),
                 "pad": any(f.padding_idx is not None for f in group),
                 "mean": any(f.pooling == "mean" for f in group),
+                # every field hashes or has an OOV row: the only ids out of range are negative ones of unhashed fields
+                "below_only": all(f.hashing or f.oov_row for f in group),
             }
             for kind, group in (("single", self.single), ("pooled", self.pooled))
         }
@@ -94,8 +96,10 @@ class FusedTable(nn.Module):
         """Table rows of ``ids``; ``plan`` is ``(F, 9)`` broadcast against ``ids`` (``(B, F)`` or gathered per value)."""
         fields = self.single if kind == "single" else self.pooled
         flags = self._flags[kind]
-        bad = (ids < plan[..., _LOW]) | (ids > plan[..., _HIGH])
-        if bool(bad.any()):
+        # every field has an OOV row and none hashes (vocabulary-encoded ids): one reduction finds any bad id
+        checked = flags["below_only"] and not flags["hash"] and (ids.numel() == 0 or int(ids.min()) >= 0)
+        bad = None if checked else (ids < plan[..., _LOW]) | (ids > plan[..., _HIGH])
+        if bad is not None and bool(bad.any()):
             position = bad.nonzero()[0]
             if field_of is not None:
                 column = int(field_of[position[0]])
@@ -140,38 +144,41 @@ class FusedTable(nn.Module):
             raise DataError(f"{len(self.pooled)} pooled fields need field_of, the field of every value", where=where)
         plan = self.pooled_plan if field_of is None else self.pooled_plan.index_select(0, field_of)  # (1 or nnz, 9)
         rows = self._rows(values, plan, "pooled", where, field_of)
-        mode = "sum"
-        if self._all_mean and weights is None:  # singles are bags of one: their mean is themselves
-            mode = "mean"
-        elif self._flags["pooled"]["mean"]:
+        scale = None  # mean = sum * (1 / count) per bag, applied to the pooled rows: "sum" mode is ~2.5x faster
+        if self._flags["pooled"]["mean"]:
             num_bags = len(lengths)
-            bag_of = torch.repeat_interleave(torch.arange(num_bags, device=values.device), lengths)  # (nnz,)
             counts = lengths.float()
-            if self.has_padding:
+            if self.has_padding:  # padding values do not count
+                bag_of = torch.repeat_interleave(torch.arange(num_bags, device=values.device), lengths)  # (nnz,)
                 counts = torch.zeros(num_bags, device=values.device).index_add_(0, bag_of, (rows != 0).float())
-            scale = counts.clamp_min(1.0).reciprocal().index_select(0, bag_of)
-            scale = torch.where(plan[..., _MEAN].bool(), scale, torch.ones_like(scale))
-            weights = scale if weights is None else weights.float() * scale
+            scale = counts.clamp_min(1.0).reciprocal()  # (F_pooled * B,) key-major
+            if not self._all_mean:
+                is_mean = self.pooled_plan[:, _MEAN].bool().repeat_interleave(num_bags // len(self.pooled))
+                scale = torch.where(is_mean, scale, torch.ones_like(scale))
         num_fields = len(self.pooled)
-        if ids is not None:
-            single = self._rows(ids, self.single_plan, "single", where).T.flatten()  # (F_single * B,) field-major
-            rows = torch.cat([single, rows])
-            lengths = torch.cat([torch.ones_like(single), lengths])
-            if weights is not None:
-                weights = torch.cat([torch.ones(len(single), device=weights.device, dtype=weights.dtype), weights])
-            num_fields += len(self.single)
         offsets = torch.zeros(len(lengths) + 1, dtype=torch.long, device=values.device)
         torch.cumsum(lengths, 0, out=offsets[1:])
+        if ids is not None:  # bags of one in front: offsets 0..n-1, then the pooled offsets shifted by n
+            single = self._rows(ids, self.single_plan, "single", where).T.flatten()  # (F_single * B,) field-major
+            rows = torch.cat([single, rows])
+            offsets = torch.cat([torch.arange(len(single), device=values.device), offsets.add_(len(single))])
+            if weights is not None:
+                weights = torch.cat([torch.ones(len(single), device=weights.device, dtype=weights.dtype), weights])
+            if scale is not None:
+                scale = torch.cat([torch.ones(len(single), device=scale.device), scale])
+            num_fields += len(self.single)
         pooled = F.embedding_bag(
             rows,
             self.weight,
             offsets,
-            mode=mode,
+            mode="sum",
             sparse=self.sparse,
             per_sample_weights=None if weights is None else weights.to(self.weight.dtype),
             include_last_offset=True,
             padding_idx=0 if self.has_padding else None,
         )  # (F * B, D)
+        if scale is not None:
+            pooled = pooled * scale.to(pooled.dtype).unsqueeze(1)
         return pooled.view(num_fields, -1, self.embedding_dim).transpose(0, 1)  # (B, F, D)
 
     def field_weight(self, name: str) -> Tensor:

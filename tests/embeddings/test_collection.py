@@ -156,8 +156,8 @@ def test_export_keyed_by_ids():
     torch.testing.assert_close(table(torch.tensor([100, 149])), ec.field_weight("f1")[[0, 49]].detach())
 
 
-def test_one_mean_field_with_padding_pools_in_mean_mode_like_the_hand_computed_mean():
-    # one multi-valued field, all mean-pooled and unweighted: one embedding_bag in "mean" mode, padding left out
+def test_one_mean_field_with_padding_pools_like_the_hand_computed_mean():
+    # one multi-valued field, mean-pooled: one embedding_bag ("sum" mode, scaled per bag), padding left out
     fields = [EmbeddingField("user", 5, 3, padding_idx=0), EmbeddingField("genres", 4, 3, pooling="mean", padding_idx=0)]
     ec = EmbeddingCollection(fields, generator=torch.Generator().manual_seed(0))
     calls = []
@@ -165,7 +165,7 @@ def test_one_mean_field_with_padding_pools_in_mean_mode_like_the_hand_computed_m
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(torch.nn.functional, "embedding_bag", lambda *a, **k: calls.append(k["mode"]) or original(*a, **k))
         out = ec(torch.tensor([[0], [1], [4]]), KeyedJagged.from_lists({"genres": [[1, 0, 3], [2], [0]]}))
-    assert calls == ["mean"]
+    assert calls == ["sum"]
     user, genres = ec.field_weight("user"), ec.field_weight("genres")
     torch.testing.assert_close(out[:, 0], torch.stack([torch.zeros(3), user[1], user[4]]))
     torch.testing.assert_close(out[:, 1], torch.stack([(genres[1] + genres[3]) / 2, genres[2], torch.zeros(3)]))
@@ -177,3 +177,17 @@ def test_one_mean_field_with_padding_pools_in_mean_mode_like_the_hand_computed_m
     assert grad[0].abs().sum() == 0
     with pytest.raises(DataError, match="id 4 is outside \\[0, 4\\) for field 'genres'"):
         ec(torch.tensor([[1]]), KeyedJagged.from_lists({"genres": [[4]]}))
+
+
+def test_oov_fields_map_large_ids_to_the_oov_row_and_reject_negative_ids():
+    # every field has an OOV row (what FeaturePipeline declares): the range check is one min over the ids
+    fields = [EmbeddingField("user", 4, 3, oov_row=True), EmbeddingField("genres", 5, 3, pooling="mean", oov_row=True)]
+    ec = EmbeddingCollection(fields, generator=torch.Generator().manual_seed(0))
+    out = ec(torch.tensor([[2], [40]]), KeyedJagged.from_lists({"genres": [[1, 99], [4]]}))
+    user, genres = ec.field_weight("user"), ec.field_weight("genres")
+    torch.testing.assert_close(out[:, 0], user[[2, 4]])  # 40 -> OOV row 4
+    torch.testing.assert_close(out[0, 1], (genres[1] + genres[5]) / 2)
+    with pytest.raises(DataError, match="id -1 is outside \\[0, 4\\) for field 'user'"):
+        ec(torch.tensor([[-1], [0]]), KeyedJagged.from_lists({"genres": [[1], [2]]}))
+    with pytest.raises(DataError, match="id -3 is outside \\[0, 5\\) for field 'genres'"):
+        ec(torch.tensor([[1], [0]]), KeyedJagged.from_lists({"genres": [[1], [-3]]}))
