@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
-from torch import nn
+from torch import Tensor, nn
 
 
 def _env_world_size() -> int:
@@ -57,20 +57,55 @@ def init_distributed(device: torch.device) -> torch.device:
     return device
 
 
+# sparse tables up to this many elements are all-reduced as one dense tensor: a few hundred microseconds,
+# where gloo's sparse all-reduce (an all-gather of indices and values) takes milliseconds per step
+_DENSE_SYNC_MAX_ELEMENTS = 2**20
+
+
 class _DataParallel(nn.parallel.DistributedDataParallel):
-    """DistributedDataParallel that also expects sparse gradients from parameters marked sparse
+    """DistributedDataParallel that also handles the sparse gradients of parameters marked sparse
     (:func:`recsys.embeddings.sparse_optim.mark_sparse`: fused tables calling ``embedding_bag(sparse=True)``).
 
     DDP only recognizes ``nn.Embedding`` / ``nn.EmbeddingBag(sparse=True)`` by module type; any other
     sparse gradient would be copied into a dense bucket and fail ("Cannot access storage of
-    SparseTensorImpl"). Marked parameters take DDP's own sparse path (all-reduced, averaged).
+    SparseTensorImpl"). Large marked tables take DDP's own sparse path (all-reduced, averaged). Small ones
+    (at most ``_DENSE_SYNC_MAX_ELEMENTS``) are left out of DDP: once a step's gradient has accumulated, it is
+    summed per row, all-reduced as one dense tensor (plus a touched flag per row) and averaged, and becomes a
+    coalesced sparse gradient of the rows any rank touched, as a single process would have produced.
     """
+
+    def __init__(self, module: nn.Module, **kwargs: Any) -> None:
+        from recsys.embeddings.sparse_optim import is_sparse_param
+
+        small = {name: p for name, p in module.named_parameters()
+                 if p.requires_grad and is_sparse_param(p) and p.numel() <= _DENSE_SYNC_MAX_ELEMENTS}
+        self._set_params_and_buffers_to_ignore_for_model(module, list(small))
+        super().__init__(module, **kwargs)
+        with torch.no_grad():
+            for param in small.values():  # DDP syncs the initial weights of the parameters it owns only
+                dist.broadcast(param, src=0)
+                param.register_post_accumulate_grad_hook(_all_reduce_rows)
 
     def _build_params_for_reducer(self):  # type: ignore[no-untyped-def]
         from recsys.embeddings.sparse_optim import is_sparse_param
 
         parameters, expect_sparse = super()._build_params_for_reducer()
         return parameters, [sparse or is_sparse_param(p) for p, sparse in zip(parameters, expect_sparse)]
+
+
+def _all_reduce_rows(param: Tensor) -> None:
+    """Replace ``param.grad`` by its mean over the ranks, as a coalesced sparse gradient of the touched rows."""
+    from recsys.embeddings.sparse_optim import coalesce_rows
+
+    with torch.no_grad():
+        rows, values = coalesce_rows(param.grad)  # (U,), (U, D) float32
+        summed = torch.zeros(param.shape[0], param.shape[1] + 1, dtype=torch.float32, device=param.device)
+        summed[:, :-1].index_copy_(0, rows, values)
+        summed[:, -1].index_fill_(0, rows, 1.0)  # touched here
+        dist.all_reduce(summed)
+        touched = summed[:, -1].nonzero().squeeze(1)  # rows any rank touched
+        values = summed.index_select(0, touched)[:, :-1].div_(world_size()).to(param.dtype)
+        param.grad = torch.sparse_coo_tensor(touched.unsqueeze(0), values, param.shape, is_coalesced=True)
 
 
 def wrap_model(model: nn.Module, device: torch.device) -> nn.Module:
@@ -82,7 +117,9 @@ def wrap_model(model: nn.Module, device: torch.device) -> nn.Module:
         if device.type == "cuda"
         else None
     )
-    return _DataParallel(model, device_ids=device_ids)
+    # no per-step buffer broadcast: rank 0 evaluates and saves with its own buffers either way, and the
+    # Trainer copies rank 0's module to every rank at the end of fit
+    return _DataParallel(model, device_ids=device_ids, broadcast_buffers=False)
 
 
 def unwrap_model(model: nn.Module) -> nn.Module:
