@@ -10,6 +10,8 @@ Two tables:
   loss, training samples/s (training time only: ours the Trainer's epochs, theirs ``fit``), peak RSS, and
   ratios. A separate, labelled row trains ours under bfloat16 autocast (``--no-bf16-row`` drops it).
   ``--repeats`` runs every variant several times (alternating) and keeps the fastest, for a shared machine.
+  Ours trains with the Trainer's defaults, ``cpu_keep_memory`` included (glibc keeps freed buffers in-process;
+  ``--no-keep-memory`` ablates it); ``--tuned-malloc`` gives both processes the same glibc tuning by environment.
   ``--ddp N`` adds a labelled row: ours fp32 as N data-parallel processes of 1 torch thread each
   (DistributedDataParallel, gloo), each rank taking ``batch / N`` rows of every global batch, so it is the
   same synchronous batch-``batch`` optimization; rank 0's training time, rank 0 evaluates, peak RSS summed.
@@ -106,7 +108,7 @@ def run_ours(args: dict[str, Any]) -> dict[str, Any]:
     validate = (lambda m: evaluator.evaluate_batches(m, valid)) if args["early_stopping"] else None
     on_cpu = _precision(args).device == "cpu"  # on CPU the Trainer autocasts its steps itself (cpu_bf16)
     trainer = Trainer(epochs=args["epochs"], device=args["device"], monitor="auc", patience=2, progress=False, tensorboard=False,
-                      cpu_bf16=on_cpu and args["precision"] == "bf16")
+                      cpu_bf16=on_cpu and args["precision"] == "bf16", cpu_keep_memory=args.get("keep_memory", True))
     with contextlib.nullcontext() if on_cpu else _precision(args):
         result = trainer.fit(model, train, optimizer, validate=validate)
     rows = len(train.labels) * len(result.history)  # all ranks' rows
@@ -183,8 +185,9 @@ def worker(spec: str) -> None:
 
 
 # glibc returns freed multi-MiB activations to the OS and page-faults them back every step; these keep them
-# (what jemalloc / tcmalloc give CPU training). Opt-in (--tuned-malloc), applied to both implementations alike.
-TUNED_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(2**30), "MALLOC_TRIM_THRESHOLD_": str(2**30)}
+# (what jemalloc / tcmalloc give CPU training, and what our Trainer's cpu_keep_memory sets in-process).
+# Opt-in (--tuned-malloc), applied to both implementations alike. 32 MiB is glibc's largest mmap threshold.
+TUNED_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(32 * 2**20), "MALLOC_TRIM_THRESHOLD_": str(2**30)}
 
 
 def _free_port() -> int:
@@ -245,6 +248,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ddp", type=int, default=0, metavar="N",
                         help="compare table: add a row with ours (fp32) as N DDP processes x 1 thread (gloo)")
     parser.add_argument("--tuned-malloc", action="store_true", help="glibc keeps freed memory (both implementations)")
+    parser.add_argument("--keep-memory", action=argparse.BooleanOptionalAction, default=True,
+                        help="our Trainer's cpu_keep_memory (in-process glibc tuning; --no-keep-memory to ablate)")
     parser.add_argument("--dense-tables", action="store_true", help="our DeepFM with dense table gradients (Adam lr 1e-3)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
@@ -256,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     base = {"root": ns.root, "epochs": ns.epochs, "batch_size": ns.batch_size, "embedding_dim": ns.embedding_dim,
             "hidden_dims": [int(h) for h in ns.hidden_dims.split(",")], "sparse_lr": ns.sparse_lr,
             "weight_decay": ns.weight_decay, "threads": ns.threads, "device": ns.device, "precision": ns.precision,
-            "sparse": not ns.dense_tables, "tuned_malloc": ns.tuned_malloc}
+            "sparse": not ns.dense_tables, "tuned_malloc": ns.tuned_malloc, "keep_memory": ns.keep_memory}
     if ns.table in ("quality", "all"):
         rows = []
         for dataset in ns.datasets.split(","):
@@ -302,7 +307,9 @@ def main(argv: list[str] | None = None) -> int:
                          "peak RSS MiB": row["peak RSS MiB"] / theirs["peak RSS MiB"]})
         print(f"\nDeepFM side by side on ml-100k CTR (80/10/10 split, test part; embedding {ns.embedding_dim}, DNN "
               f"{ns.hidden_dims}, batch {ns.batch_size}, {ns.epochs} epochs, {ns.threads} threads, device {ns.device}, "
-              f"tables {'dense' if ns.dense_tables else 'sparse'}, {'tuned' if ns.tuned_malloc else 'default'} glibc malloc, "
+              f"tables {'dense' if ns.dense_tables else 'sparse'}, "
+              + ("both: tuned glibc malloc (env), " if ns.tuned_malloc else
+                 f"ours: Trainer cpu_keep_memory={ns.keep_memory}, theirs: default glibc malloc, ")
               + (f"DDP row: {ns.ddp} processes x 1 thread, {ns.batch_size // ns.ddp} rows per rank per step, "
                  "rank 0's training time, peak RSS summed over ranks; " if ns.ddp > 1 else "")
               + f"seeds {seeds}, best of {ns.repeats} runs each; training "

@@ -25,6 +25,7 @@ from recsys.training.checkpoint import (
     save_checkpoint,
     training_state,
 )
+from recsys.training.cpu_memory import keep_freed_memory
 from recsys.training.device import resolve_device
 from recsys.training.loggers import MetricLogger, make_loggers
 
@@ -133,6 +134,9 @@ class Trainer:
 
     ``mixed_precision`` autocasts to bf16 (fp16 with a grad scaler where bf16 is missing) on CUDA;
     ``cpu_bf16`` autocasts to bf16 on CPU, which pays off on CPUs with AMX or AVX512-BF16.
+    ``cpu_keep_memory`` (CPU training, glibc): freed activations are kept for the next step instead of being
+    returned to the OS and page-faulted back (:func:`~recsys.training.cpu_memory.keep_freed_memory`,
+    process-wide); DeepFM trains ~20% faster on 2 cores.
 
     >>> import functools
     >>> class Mean(Recommender):
@@ -154,6 +158,7 @@ class Trainer:
         device: str = "auto",
         mixed_precision: bool = True,
         cpu_bf16: bool = False,
+        cpu_keep_memory: bool = True,
         grad_clip_norm: float | None = None,
         monitor: str = "ndcg@10",
         mode: str = "max",
@@ -180,6 +185,7 @@ class Trainer:
         self.device = device
         self.mixed_precision = mixed_precision
         self.cpu_bf16 = cpu_bf16
+        self.cpu_keep_memory = cpu_keep_memory
         self.grad_clip_norm = grad_clip_norm
         self.monitor = monitor
         self.mode = mode
@@ -208,6 +214,8 @@ class Trainer:
         ``last.pt`` (for ``resume_from``).
         """
         device = ddp.init_distributed(resolve_device(self.device))
+        if device.type == "cpu" and self.cpu_keep_memory:
+            keep_freed_memory()
         model.to(device)
         run_dir = Path(run_dir) if run_dir is not None else None
         if not model.trainable:
