@@ -21,8 +21,7 @@ class DeepFM(CTRModel):
 
     The shared embeddings are the paper's point: the DNN learns high-order interactions from the same
     vectors the FM uses for the second-order ones, with no pre-training. Tables get sparse gradients
-    (train them with a sparse optimizer, the DNN with a dense one: ``CombinedOptimizer``). ``chunk_rows``: the
-    DNN takes CPU batches in chunks of that many rows (same result, faster; see :class:`~recsys.nn.mlp.MLP`).
+    (train them with a sparse optimizer, the DNN with a dense one: ``CombinedOptimizer``).
 
     >>> model = DeepFM(embedding_dim=4, hidden_dims=(8,))
     >>> model.build([EmbeddingField("user", 10, 4), EmbeddingField("genres", 5, 4, pooling="mean")])
@@ -34,10 +33,8 @@ class DeepFM(CTRModel):
 
     def __init__(self, features: FeaturePipeline | None = None, embedding_dim: int = 16,
                  hidden_dims: Sequence[int] = (256, 128), dropout: float = 0.0, batch_norm: bool = False,
-                 activation: str = "relu", sparse: bool = True, init_std: float = 1e-2, seed: int = 0,
-                 chunk_rows: int | None = 1024) -> None:
+                 activation: str = "relu", sparse: bool = True, init_std: float = 1e-2, seed: int = 0) -> None:
         self.hidden_dims, self.dropout, self.batch_norm, self.activation = tuple(hidden_dims), dropout, batch_norm, activation
-        self.chunk_rows = chunk_rows
         super().__init__(features, embedding_dim=embedding_dim, sparse=sparse, init_std=init_std, seed=seed)
         self.interaction = FMInteraction()
 
@@ -45,8 +42,7 @@ class DeepFM(CTRModel):
         with torch.random.fork_rng(devices=[]):  # seeded DNN init, global RNG state restored
             torch.manual_seed(self.seed)
             self.dnn = MLP(num_fields * self.embedding_dim + num_dense, self.hidden_dims, out_dim=1,
-                           activation=self.activation, dropout=self.dropout, batch_norm=self.batch_norm,
-                           chunk_rows=self.chunk_rows)
+                           activation=self.activation, dropout=self.dropout, batch_norm=self.batch_norm)
 
     def predict(self, batch: dict[str, Tensor]) -> Tensor:
         first, embeddings = self.embed(batch)  # (B,), (B, F, D)

@@ -32,19 +32,3 @@ def test_mlp_is_dense_relu_blocks_and_rejects_bad_sizes() -> None:
     assert torch.allclose(mlp(x), expected)
     with pytest.raises(ConfigError, match="positive"):
         MLP(0, hidden_dims=(4,))
-
-
-def test_chunked_rows_give_the_same_outputs_and_gradients() -> None:
-    torch.manual_seed(0)
-    whole, chunked = MLP(6, hidden_dims=(16, 8), out_dim=1), MLP(6, hidden_dims=(16, 8), out_dim=1, chunk_rows=7)
-    chunked.load_state_dict(whole.state_dict())
-    x = torch.randn(30, 6)  # 4 full chunks of 7 and one of 2
-    weights = torch.randn(30, 1)
-    for mlp in (whole, chunked):
-        (mlp(x) * weights).sum().backward()
-    torch.testing.assert_close(chunked(x), whole(x))
-    for (name, a), (_, b) in zip(whole.named_parameters(), chunked.named_parameters()):
-        torch.testing.assert_close(b.grad, a.grad, msg=name)
-    assert MLP(6, hidden_dims=(4,), batch_norm=True, chunk_rows=7).chunk_rows is None  # batch statistics need the batch
-    with pytest.raises(ConfigError, match="chunk_rows"):
-        MLP(6, hidden_dims=(4,), chunk_rows=0)
