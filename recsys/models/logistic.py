@@ -93,7 +93,8 @@ class CTRModel(Recommender):
                 raise DataError(f"expected dense features (B, {self.num_dense}), got "
                                 f"{None if dense is None else tuple(dense.shape)}", where=f"{type(self).__name__}.embed")
             first = first + self.dense_linear(dense).squeeze(-1)
-        return first, embeddings  # (B,), (B, F, D)
+        # one contiguous copy: the interaction parts then reduce unit-stride rows, and a DNN's flat input is a view
+        return first, embeddings.contiguous()  # (B,), (B, F, D)
 
     def loss(self, batch: dict[str, Tensor]) -> Tensor:
         return F.binary_cross_entropy_with_logits(self.predict(batch), batch["labels"].float())
