@@ -144,8 +144,7 @@ class FusedTable(nn.Module):
             raise DataError(f"{len(self.pooled)} pooled fields need field_of, the field of every value", where=where)
         plan = self.pooled_plan if field_of is None else self.pooled_plan.index_select(0, field_of)  # (1 or nnz, 9)
         rows = self._rows(values, plan, "pooled", where, field_of)
-        scale = None  # mean = sum * (1 / count) per bag, applied to the pooled rows: "sum" mode is ~2.5x faster
-        if self._flags["pooled"]["mean"]:
+        if self._flags["pooled"]["mean"]:  # mean = sum with per-value weights 1 / count ("sum" mode is ~2.5x faster)
             num_bags = len(lengths)
             counts = lengths.float()
             if self.has_padding:  # padding values do not count
@@ -155,6 +154,8 @@ class FusedTable(nn.Module):
             if not self._all_mean:
                 is_mean = self.pooled_plan[:, _MEAN].bool().repeat_interleave(num_bags // len(self.pooled))
                 scale = torch.where(is_mean, scale, torch.ones_like(scale))
+            per_value = scale.repeat_interleave(lengths, output_size=len(rows))  # (nnz,)
+            weights = per_value if weights is None else weights.float() * per_value
         num_fields = len(self.pooled)
         offsets = torch.zeros(len(lengths) + 1, dtype=torch.long, device=values.device)
         torch.cumsum(lengths, 0, out=offsets[1:])
@@ -164,8 +165,6 @@ class FusedTable(nn.Module):
             offsets = torch.cat([torch.arange(len(single), device=values.device), offsets.add_(len(single))])
             if weights is not None:
                 weights = torch.cat([torch.ones(len(single), device=weights.device, dtype=weights.dtype), weights])
-            if scale is not None:
-                scale = torch.cat([torch.ones(len(single), device=scale.device), scale])
             num_fields += len(self.single)
         pooled = F.embedding_bag(
             rows,
@@ -177,8 +176,6 @@ class FusedTable(nn.Module):
             include_last_offset=True,
             padding_idx=0 if self.has_padding else None,
         )  # (F * B, D)
-        if scale is not None:
-            pooled = pooled * scale.to(pooled.dtype).unsqueeze(1)
         return pooled.view(num_fields, -1, self.embedding_dim).transpose(0, 1)  # (B, F, D)
 
     def field_weight(self, name: str) -> Tensor:
