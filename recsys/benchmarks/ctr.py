@@ -11,7 +11,7 @@ Two tables:
   ratios. A separate, labelled row trains ours under bfloat16 autocast (``--no-bf16-row`` drops it).
   ``--repeats`` runs every variant several times (alternating) and keeps the fastest, for a shared machine.
   Ours trains with the Trainer's defaults, ``cpu_keep_memory`` included (glibc keeps freed buffers in-process;
-  ``--no-keep-memory`` ablates it); ``--tuned-malloc`` gives both processes the same glibc tuning by environment.
+  ``--no-keep-memory`` ablates it); ``--tuned-malloc`` applies the same tuning to theirs, just before ``fit``.
   ``--ddp N`` adds a labelled row: ours fp32 as N data-parallel processes of 1 torch thread each
   (DistributedDataParallel, gloo), each rank taking ``batch / N`` rows of every global batch, so it is the
   same synchronous batch-``batch`` optimization; rank 0's training time, rank 0 evaluates, peak RSS summed.
@@ -156,6 +156,10 @@ def run_deepctr(args: dict[str, Any]) -> dict[str, Any]:
     model = TheirDeepFM(columns, columns, task="binary", device=args["device"] if args["device"] != "auto" else "cpu",
                         dnn_hidden_units=tuple(args["hidden_dims"]), seed=args["seed"])
     model.compile("adam", "binary_crossentropy", metrics=["binary_crossentropy"])
+    if args.get("tuned_malloc"):  # the glibc tuning our Trainer applies (cpu_keep_memory), at the same point
+        from recsys.training.cpu_memory import keep_freed_memory
+
+        keep_freed_memory()
     started = time.perf_counter()
     with _precision(args):
         model.fit(x_train, train.labels.numpy(), batch_size=args["batch_size"], epochs=args["epochs"], verbose=0)
@@ -184,12 +188,6 @@ def worker(spec: str) -> None:
     print("RESULT " + json.dumps(result))
 
 
-# glibc returns freed multi-MiB activations to the OS and page-faults them back every step; these keep them
-# (what jemalloc / tcmalloc give CPU training, and what our Trainer's cpu_keep_memory sets in-process).
-# Opt-in (--tuned-malloc), applied to both implementations alike. 32 MiB is glibc's largest mmap threshold.
-TUNED_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(32 * 2**20), "MALLOC_TRIM_THRESHOLD_": str(2**30)}
-
-
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -201,7 +199,7 @@ def spawn(args: dict[str, Any]) -> dict[str, Any]:
 
     A data-parallel run reports rank 0's result with the peak RSS summed over the ranks.
     """
-    env = {**os.environ, "OMP_NUM_THREADS": str(args["threads"]), **(TUNED_MALLOC if args.get("tuned_malloc") else {})}
+    env = {**os.environ, "OMP_NUM_THREADS": str(args["threads"])}
     world = args.get("ddp", 1)
     if world > 1:
         env.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port()), WORLD_SIZE=str(world))
@@ -247,7 +245,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=1, help="compare table: runs per variant and seed, best kept")
     parser.add_argument("--ddp", type=int, default=0, metavar="N",
                         help="compare table: add a row with ours (fp32) as N DDP processes x 1 thread (gloo)")
-    parser.add_argument("--tuned-malloc", action="store_true", help="glibc keeps freed memory (both implementations)")
+    parser.add_argument("--tuned-malloc", action="store_true",
+                        help="theirs also gets our Trainer's glibc tuning (keep_freed_memory) before training")
     parser.add_argument("--keep-memory", action=argparse.BooleanOptionalAction, default=True,
                         help="our Trainer's cpu_keep_memory (in-process glibc tuning; --no-keep-memory to ablate)")
     parser.add_argument("--dense-tables", action="store_true", help="our DeepFM with dense table gradients (Adam lr 1e-3)")
@@ -308,8 +307,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nDeepFM side by side on ml-100k CTR (80/10/10 split, test part; embedding {ns.embedding_dim}, DNN "
               f"{ns.hidden_dims}, batch {ns.batch_size}, {ns.epochs} epochs, {ns.threads} threads, device {ns.device}, "
               f"tables {'dense' if ns.dense_tables else 'sparse'}, "
-              + ("both: tuned glibc malloc (env), " if ns.tuned_malloc else
-                 f"ours: Trainer cpu_keep_memory={ns.keep_memory}, theirs: default glibc malloc, ")
+              + f"ours: Trainer cpu_keep_memory={ns.keep_memory}, theirs: "
+              + ("the same glibc tuning (keep_freed_memory before fit), " if ns.tuned_malloc else "default glibc malloc, ")
               + (f"DDP row: {ns.ddp} processes x 1 thread, {ns.batch_size // ns.ddp} rows per rank per step, "
                  "rank 0's training time, peak RSS summed over ranks; " if ns.ddp > 1 else "")
               + f"seeds {seeds}, best of {ns.repeats} runs each; training "
