@@ -12,11 +12,6 @@ from recsys.errors import ConfigError
 
 __all__ = ["MLP", "Dense"]
 
-# inputs at most this wide get a ones column and the bias a weight row: the GEMM writes the output once (no
-# bias broadcast pass first) and the bias gradient comes out of the weight GEMM (no column sum over the
-# batch); wider inputs would pay more for the copy with the extra column than that saves
-_BIAS_ROW_MAX_IN = 64
-
 _ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid}
 
 
@@ -25,7 +20,6 @@ class Dense(nn.Module):
 
     Forward and backward are then row-major GEMMs, which MKL runs faster than ``nn.Linear``'s ``x @ W.T`` and
     its weight gradient for the tall, narrow batches of CTR towers (a DeepFM step on CPU is ~5-10% faster).
-    Narrow inputs (a DeepFM's field embeddings) carry the bias as one more GEMM row (``_BIAS_ROW_MAX_IN``).
     Initialized exactly as ``nn.Linear`` (same distribution and random draws, stored transposed).
 
     >>> layer = Dense(3, 2)
@@ -42,12 +36,9 @@ class Dense(nn.Module):
         self.bias = nn.Parameter(torch.empty(out_dim).uniform_(-bound, bound))
 
     def forward(self, x: Tensor) -> Tensor:
-        flat = x.reshape(-1, x.shape[-1])  # (N, in_dim)
-        if len(self.weight) <= _BIAS_ROW_MAX_IN:  # the bias rides in the GEMM as one more weight row
-            out = torch.cat([flat, flat.new_ones(len(flat), 1)], 1) @ torch.cat([self.weight, self.bias.unsqueeze(0)])
-        else:
-            out = torch.addmm(self.bias, flat, self.weight)
-        return out.view(*x.shape[:-1], -1)  # (..., out_dim)
+        if x.dim() == 2:
+            return torch.addmm(self.bias, x, self.weight)  # (B, out_dim)
+        return torch.addmm(self.bias, x.reshape(-1, x.shape[-1]), self.weight).view(*x.shape[:-1], -1)
 
 
 class MLP(nn.Module):
