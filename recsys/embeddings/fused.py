@@ -89,7 +89,7 @@ class FusedTable(nn.Module):
             }
             for kind, group in (("single", self.single), ("pooled", self.pooled))
         }
-        # every pooled field averages: one embedding_bag in "mean" mode (padding rows left out of the count)
+        # every pooled field averages: the per-value weights need no per-field mean flag
         self._all_mean = bool(self.pooled) and all(f.pooling == "mean" for f in self.pooled)
 
     def _rows(self, ids: Tensor, plan: Tensor, kind: str, where: str, field_of: Tensor | None = None) -> Tensor:

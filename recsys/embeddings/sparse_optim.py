@@ -73,6 +73,23 @@ def _sum_rows(shape: torch.Size, indices: Tensor, values: Tensor) -> Tensor:
     return summed.index_add_(0, flat, values.reshape(-1)).view(rows, width)
 
 
+def summed_rows(grad: Tensor, touched: bool = True) -> tuple[Tensor, Tensor | None]:
+    """Dense float32 per-row sums ``(R, D)`` of a sparse or dense gradient, and which rows it touched ``(R,)``
+    (``None`` unless ``touched``).
+
+    >>> g = torch.sparse_coo_tensor(torch.tensor([[2, 0, 2]]), torch.ones(3, 1), size=(4, 1), check_invariants=True)
+    >>> summed, touched = summed_rows(g)
+    >>> summed.squeeze(1).tolist(), touched.tolist()
+    ([1.0, 0.0, 2.0, 0.0], [True, False, True, False])
+    """
+    if not grad.is_sparse:  # a copy: the updates work in place on it
+        every = torch.ones(grad.shape[0], dtype=torch.bool, device=grad.device) if touched else None
+        return grad.to(torch.float32, copy=True), every
+    indices = grad._indices()[0]
+    summed = _sum_rows(grad.shape, indices, grad._values().float())
+    return summed, torch.bincount(indices, minlength=grad.shape[0]) > 0 if touched else None
+
+
 def _write_rows(param: Tensor, rows: Tensor, old: Tensor, delta: Tensor) -> None:
     """``param[rows] = old + delta`` (rows unique); float32 tables add in place, half tables round once."""
     if param.dtype == torch.float32:
@@ -118,14 +135,9 @@ class _SparseOptimizer(torch.optim.Optimizer):
 
     def _step_every_row(self, param: Tensor, group: dict, grad: Tensor) -> None:
         old = param.float()  # (R, D)
-        if grad.is_sparse:
-            indices = grad._indices()[0]
-            summed = _sum_rows(grad.shape, indices, grad._values().float())  # zero rows where untouched
-            if group["weight_decay"]:  # L2 on the touched rows only
-                touched = torch.bincount(indices, minlength=grad.shape[0]) > 0
-                summed = summed.addcmul_(old, touched.unsqueeze(1), value=group["weight_decay"])
-        else:  # a dense gradient touches every row
-            summed = grad.float().add(old, alpha=group["weight_decay"]) if group["weight_decay"] else grad.float()
+        summed, touched = summed_rows(grad, touched=bool(group["weight_decay"]))  # zero rows where untouched
+        if touched is not None:  # L2 on the touched rows only (a dense gradient touches every row)
+            summed = summed.addcmul(old, touched.unsqueeze(1), value=group["weight_decay"])
         delta = self._delta(param, group, None, summed)
         if param.dtype == torch.float32:
             param.add_(delta)

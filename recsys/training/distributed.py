@@ -95,13 +95,11 @@ class _DataParallel(nn.parallel.DistributedDataParallel):
 
 def _all_reduce_rows(param: Tensor) -> None:
     """Replace ``param.grad`` by its mean over the ranks, as a coalesced sparse gradient of the touched rows."""
-    from recsys.embeddings.sparse_optim import coalesce_rows
+    from recsys.embeddings.sparse_optim import summed_rows
 
     with torch.no_grad():
-        rows, values = coalesce_rows(param.grad)  # (U,), (U, D) float32
-        summed = torch.zeros(param.shape[0], param.shape[1] + 1, dtype=torch.float32, device=param.device)
-        summed[:, :-1].index_copy_(0, rows, values)
-        summed[:, -1].index_fill_(0, rows, 1.0)  # touched here
+        sums, touched = summed_rows(param.grad)  # (R, D) float32, (R,)
+        summed = torch.cat([sums, touched.float().unsqueeze(1)], 1)  # last column: touched here
         dist.all_reduce(summed)
         touched = summed[:, -1].nonzero().squeeze(1)  # rows any rank touched
         values = summed.index_select(0, touched)[:, :-1].div_(world_size()).to(param.dtype)
