@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
 from collections.abc import Hashable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -211,8 +212,14 @@ def _load_npz(path: str | Path) -> tuple[list, dict[str, np.ndarray], dict]:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"file not found: {path}", where="load", fix="pass a file written by save()")
-    with np.load(path, allow_pickle=False) as data:
-        arrays = {name: data[name] for name in data.files}
+    try:
+        with np.load(path, allow_pickle=False) as data:  # no pickle: object arrays are refused, not run
+            arrays = {name: data[name] for name in data.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+        raise DataError(f"not a readable .npz of plain arrays ({type(error).__name__}: {error})", where=str(path),
+                        fix="pass a file written by save(); object (pickled) arrays are never loaded") from None
+    if "keys" not in arrays or "meta" not in arrays:
+        raise DataError(f"the file lacks 'keys' or 'meta' (it has {sorted(arrays)})", where=str(path), fix="pass a file written by save()")
     keys = arrays.pop("keys").tolist()
     meta = json.loads(str(arrays.pop("meta")))
     return keys, arrays, meta

@@ -159,11 +159,11 @@ class NeuMF(Recommender):
 
     def _tower(self, path: str, mode: str) -> NeuMF:
         tower = NeuMF(self.num_users, self.num_items, self.gmf_dim, self.mlp_dim, self.layers, mode=mode)
-        try:
-            state = torch.load(Path(path), map_location="cpu", weights_only=False)
-            tower.load_state_dict(state.get("model", state))
-        except (OSError, RuntimeError, KeyError, AttributeError) as error:
-            raise CheckpointError(f"cannot load the pretrained {mode} model: {error}", where=path,
+        try:  # weights only: a crafted pickle must not run code (a path in a config is user input)
+            state = torch.load(Path(path), map_location="cpu", weights_only=True)
+            tower.load_state_dict(state.get("model", state) if isinstance(state, dict) else state)
+        except Exception as error:  # torch raises many types for damaged or non-weights-only files
+            raise CheckpointError(f"cannot load the pretrained {mode} model ({type(error).__name__}: {error})", where=path,
                                   fix=f"pass the checkpoint.pt of a run with model.module.mode={mode} and the same sizes") from None
         return tower
 

@@ -147,7 +147,11 @@ def _read_tensors(folder: Path) -> tuple[dict[str, Tensor], str]:
         return load_file(folder / "model.safetensors"), str(folder / "model.safetensors")
     if (folder / "pytorch_model.bin").is_file():
         path = folder / "pytorch_model.bin"
-        return torch.load(path, map_location="cpu", weights_only=True), str(path)
+        try:  # weights only: a crafted pickle must not run code
+            return torch.load(path, map_location="cpu", weights_only=True), str(path)
+        except Exception as error:  # torch raises many types for damaged or non-weights-only files
+            raise CheckpointError(f"pytorch_model.bin is corrupt or not weights-only ({type(error).__name__})", where=str(path),
+                                  fix="use the model's model.safetensors, or re-download the weights") from None
     raise CheckpointError(
         "no model.safetensors (or pytorch_model.bin) found", where=str(folder),
         fix="download the model's weights into this directory",
