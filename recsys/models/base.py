@@ -16,8 +16,10 @@ class Recommender(nn.Module):
 
     A model implements up to three methods:
 
-    - ``prepare(train)``: statistics or closed-form solutions from the training split
-      (popularity counts, ALS, EASE). Default: nothing.
+    - ``prepare(train, generator=None)``: the closed-form fit step: statistics or closed-form
+      solutions from the training split (popularity counts, ALS, EASE), computed on the device the
+      model sits on, with randomness drawn from ``generator``. Default: nothing. Iterative fitting
+      that is not gradient descent (SGNS, Hogwild BPR) lives in ``recsys.training`` engines.
     - ``loss(batch)``: scalar training loss on one batch (a dict of tensors). Only models
       trained by gradient descent implement it; ``trainable`` tells which.
     - ``score_users(users, history)``: scores of every item for each user, ``(B, N)``, higher is
@@ -28,8 +30,8 @@ class Recommender(nn.Module):
     Evaluators (the ``eval`` config group) implement ``evaluate_model(model, history, targets)``.
     """
 
-    def prepare(self, train: Interactions) -> None:
-        """Learn statistics or closed-form parameters from the training split."""
+    def prepare(self, train: Interactions, generator: torch.Generator | None = None) -> None:
+        """Learn statistics or closed-form parameters from the training split (on ``self.device``)."""
 
     def loss(self, batch: dict[str, Tensor]) -> Tensor:
         raise NotImplementedError(f"{type(self).__name__} is not trained by gradient descent")

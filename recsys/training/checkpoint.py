@@ -3,46 +3,23 @@ training run saves to be resumed exactly."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
-import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import torch
 from torch import nn
 
 from recsys.errors import CheckpointError
+from recsys.runtime import atomic_write
 
 log = logging.getLogger(__name__)
 
 #: Keys every checkpoint holds; the trainer's own checkpoints hold :data:`TRAINER_KEYS` too.
 MODEL_KEYS: tuple[str, ...] = ("model",)
 TRAINER_KEYS: tuple[str, ...] = ("model", "optimizer", "epoch", "best_epoch", "best_metrics", "history")
-
-
-def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> None:
-    """Call ``write(file)`` on a temporary file beside ``path``, then rename it onto ``path``.
-
-    Readers see the old file or the new one, never half of one; on failure the temporary file
-    is removed and ``path`` is left as it was.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as file:
-            write(file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Protocol
 
-from recsys.training.checkpoint import atomic_write
+from recsys.runtime import atomic_write
 
 
 class MetricLogger(Protocol):
