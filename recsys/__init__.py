@@ -1,3 +1,59 @@
-"""recsys: embeddings for recommender systems in PyTorch."""
+"""recsys: embeddings for recommender systems in PyTorch.
+
+The front door: ``import recsys`` gives the main surface (datasets, splits, models, the Trainer,
+evaluators, estimators, the pipeline and saved runs). Names are imported on first use, so
+``import recsys`` itself stays cheap.
+
+>>> import recsys
+>>> data = recsys.load_dataset("ml-latest-small")
+>>> split = recsys.leave_one_out(data)
+>>> split.train.num_users == data.num_users
+True
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
+
+_SURFACE = {
+    # data
+    "Interactions": "recsys.data", "Vocabulary": "recsys.data", "Split": "recsys.data",
+    "load_dataset": "recsys.data", "from_frame": "recsys.data", "load_sequence_file": "recsys.data",
+    "read_libsvm": "recsys.data", "leave_one_out": "recsys.data", "random_split": "recsys.data",
+    "temporal_split": "recsys.data", "k_core": "recsys.data", "binarize": "recsys.data", "deduplicate": "recsys.data",
+    "PairwiseBatches": "recsys.data", "NextItemBatches": "recsys.data", "ClozeBatches": "recsys.data",
+    "RatingBatches": "recsys.data", "CTRBatches": "recsys.data", "FeaturePipeline": "recsys.data",
+    "CategoricalFeature": "recsys.data", "MultiCategoricalFeature": "recsys.data", "NumericFeature": "recsys.data",
+    # models
+    "Recommender": "recsys.models", "Popularity": "recsys.models", "BPRMF": "recsys.models", "BiasedMF": "recsys.models",
+    "NeuMF": "recsys.models", "ALS": "recsys.models", "EASE": "recsys.models", "Item2Vec": "recsys.models",
+    "ContentRecommender": "recsys.models", "SASRec": "recsys.models", "BERT4Rec": "recsys.models",
+    "LogisticRegression": "recsys.models", "FM": "recsys.models", "DeepFM": "recsys.models",
+    # training and evaluation
+    "Trainer": "recsys.training", "resolve_device": "recsys.runtime",
+    "RankingEvaluator": "recsys.evaluation", "RatingEvaluator": "recsys.evaluation", "CTREvaluator": "recsys.evaluation",
+    # estimators
+    "Word2Vec": "recsys.estimators", "KeyedVectors": "recsys.estimators",
+    "BayesianPersonalizedRanking": "recsys.estimators", "EntityEmbeddingEncoder": "recsys.estimators",
+    # the pipeline and saved runs
+    "run_pipeline": "recsys.pipeline", "RunResult": "recsys.pipeline",
+    "load_run": "recsys.runs", "save_run": "recsys.runs", "LoadedRun": "recsys.runs",
+}
+
+__all__ = ["__version__", *_SURFACE]
+
+
+def __getattr__(name: str) -> Any:
+    module = _SURFACE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'recsys' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -42,13 +42,22 @@ def test_payload_really_runs_under_plain_pickle(tmp_path: Path, marker: Path) ->
     assert marker.exists()
 
 
-def test_neumf_pretrained_towers(tmp_path: Path, marker: Path) -> None:
+@pytest.mark.parametrize("wrap", [True, False], ids=["trainer-checkpoint", "bare"])
+def test_neumf_pretrained_towers(tmp_path: Path, marker: Path, wrap: bool) -> None:
+    """The pretraining engine named in a config (model.engine.gmf / .mlp) reads the towers weights-only."""
     from recsys.models.neumf import NeuMF
+    from recsys.training.checkpoint import save_checkpoint
+    from recsys.training.pretrained import NeuMFPretrained
 
-    evil = _torch_payload(tmp_path / "checkpoint.pt", marker)
-    model = NeuMF(num_users=3, num_items=4, gmf_dim=2, mlp_dim=2, layers=(4, 2), pretrained_gmf=str(evil), pretrained_mlp=str(evil))
+    evil = _torch_payload(tmp_path / "checkpoint.pt", marker, wrap=wrap)
+    model = NeuMF(num_users=3, num_items=4, gmf_dim=2, mlp_dim=2, layers=(4, 2))
+    fit = dict(device=torch.device("cpu"), generator=torch.Generator(), progress=False)
     with pytest.raises(CheckpointError, match="pretrained gmf"):
-        model.prepare(None)  # type: ignore[arg-type]
+        NeuMFPretrained(gmf=str(evil), mlp=str(evil)).fit(model, None, **fit)
+    good = tmp_path / "gmf.pt"
+    save_checkpoint(good, {"model": model.tower("gmf").state_dict()})
+    with pytest.raises(CheckpointError, match="pretrained mlp"):
+        NeuMFPretrained(gmf=str(good), mlp=str(evil)).fit(model, None, **fit)
     assert not marker.exists()
 
 

@@ -29,7 +29,7 @@ from recsys.benchmarks.table import format_table
 # Hyperparameters per dataset (tuned on the validation item; implicit's as in BASELINES.md).
 SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
     "ml-100k": {
-        # recsys.estimators.bpr (implicit's scheme, vectorized Hogwild SGD); negatives tuned on the validation item
+        # recsys.estimators.bpr (BPRMF + implicit's scheme as the Hogwild engine recsys.training.bpr_hogwild); negatives tuned on the validation item
         "bpr": {"factors": 64, "learning_rate": 0.01, "regularization": 0.01, "iterations": 100, "negatives": "popularity", "batch_size": 1024},
         "neumf": {"gmf_dim": 32, "mlp_dim": 32, "layers": [64, 32, 16], "lr": 0.001, "num_negatives": 4, "batch_size": 1024, "epochs": 15},
         "als": {"factors": 64, "alpha": 5.0, "regularization": 0.1, "iterations": 15},
@@ -67,6 +67,7 @@ def _fit_ours(name: str, params: dict[str, Any], data, history, seed: int, devic
     from recsys.models.ease import EASE
     from recsys.models.neumf import NeuMF
     from recsys.models.popularity import Popularity
+    from recsys.runtime import resolve_device
     from recsys.training import Trainer
 
     torch.manual_seed(seed)
@@ -88,12 +89,12 @@ def _fit_ours(name: str, params: dict[str, Any], data, history, seed: int, devic
         result = trainer.fit(model, batches, functools.partial(optimizer, lr=lr, weight_decay=weight_decay))
         return model, time.perf_counter() - started, result.train_seconds / epochs
     if name == "als":
-        model = ALS(data.num_users, data.num_items, seed=seed, device=device, progress=False, **params)
+        model = ALS(data.num_users, data.num_items, **params)
     elif name == "ease":
-        model = EASE(data.num_items, device=device, **params)
+        model = EASE(data.num_items, **params)
     else:
         model = Popularity(data.num_items)
-    model.prepare(history)
+    model.to(resolve_device(device)).prepare(history, torch.Generator().manual_seed(seed))
     if device == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - started

@@ -53,7 +53,7 @@ def pipeline(dataset: str):  # noqa: ANN201
                    CategoricalFeature("occupation"), CategoricalFeature("zip", prefix_length=3), MultiCategoricalFeature("genres")]
     else:
         fields += [MultiCategoricalFeature("genres"), MultiCategoricalFeature("tags", min_count=2)]
-    return FeaturePipeline(fields)
+    return FeaturePipeline(fields, label_threshold=4.0)
 
 
 def _peak_rss_mib() -> float:
@@ -70,7 +70,7 @@ def _data(args: dict[str, Any]):  # noqa: ANN202
 
     data = load_dataset(args["dataset"], root=str(Path(args["root"]) / args["dataset"]))
     split = random_split(data, (0.8, 0.1, 0.1), seed=args["seed"])
-    features = pipeline(args["dataset"])
+    features = pipeline(args["dataset"]).fit(split.train)  # fit once: the model, batches and evaluator share it
     per_rank = args["batch_size"] // args.get("ddp", 1)  # data parallel: each rank takes its share of a global batch
     train = CTRBatches(split.train, features, batch_size=per_rank, seed=args["seed"])
     valid = CTRBatches(split.valid, features, batch_size=65536, shuffle=False)
@@ -96,11 +96,12 @@ def run_ours(args: dict[str, Any]) -> dict[str, Any]:
     from recsys.training.trainer import Trainer
 
     features, train, valid, test = _data(args)
-    dim, seed = args["embedding_dim"], args["seed"]
+    dim = args["embedding_dim"]
+    torch.manual_seed(args["seed"])  # the caller seeds: models draw their initial weights from the global RNG
     model = {
-        "lr": lambda: LogisticRegression(features, seed=seed),
-        "fm": lambda: FM(features, embedding_dim=dim, seed=seed),
-        "deepfm": lambda: DeepFM(features, embedding_dim=dim, hidden_dims=args["hidden_dims"], seed=seed, sparse=args["sparse"]),
+        "lr": lambda: LogisticRegression(features),
+        "fm": lambda: FM(features, embedding_dim=dim),
+        "deepfm": lambda: DeepFM(features, embedding_dim=dim, hidden_dims=args["hidden_dims"], sparse=args["sparse"]),
     }[args["model"]]()
     optimizer = partial(CombinedOptimizer, dense=partial(torch.optim.Adam, lr=1e-3, fused=True),
                         sparse=partial(RowWiseAdagrad, lr=args["sparse_lr"], weight_decay=args["weight_decay"]))
@@ -126,9 +127,11 @@ def run_deepctr(args: dict[str, Any]) -> dict[str, Any]:
     from deepctr_torch.models import DeepFM as TheirDeepFM
     from sklearn.metrics import log_loss, roc_auc_score
 
+    from recsys.embeddings.specs import embedding_fields
+
     torch.manual_seed(args["seed"])
     features, train, _, test = _data(args)
-    fields = features.embedding_fields(args["embedding_dim"])
+    fields = embedding_fields(features.field_specs(), args["embedding_dim"])
 
     def inputs(batches: Any) -> dict[str, np.ndarray]:
         enc, out = batches.encoded, {}

@@ -33,7 +33,7 @@ def ml100k_frames(root: Path, seed: int) -> tuple[pd.DataFrame, np.ndarray, pd.D
     """Train and test frames (categoricals as strings, age and genre flags numeric) and 0/1 labels."""
     import polars as pl
 
-    from recsys.data.ctr_batches import ctr_frame, ctr_labels
+    from recsys.data.fields import ctr_frame, ctr_labels
     from recsys.data.load import load_dataset
     from recsys.data.splits import random_split
 

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from recsys.benchmarks.table import format_table
-from recsys.estimators.word2vec import resolve_device
+from recsys.runtime import resolve_device
 
 log = logging.getLogger(__name__)
 DATASETS = {"ml-latest-small": None, "amazon-beauty": "amazon-beauty/Beauty.txt", "lee": "gensim"}

@@ -31,7 +31,7 @@ def _speed(texts: list[str], batch_size: int, repeats: int) -> list[dict]:
     from sentence_transformers import SentenceTransformer
 
     from recsys.text.checkpoint import load_pretrained, minilm_path
-    from recsys.text.item_text import encode_texts
+    from recsys.text.encode import encode_texts
 
     encoder, tokenizer = load_pretrained(device="cpu")
     st = SentenceTransformer(str(minilm_path()), device="cpu")
@@ -71,15 +71,16 @@ class _Constant(torch.nn.Module):
 
 
 def _cold(args) -> tuple[list[dict], list[dict]]:
+    from recsys.data.item_text import item_texts
     from recsys.data.load import load_dataset
+    from recsys.evaluation.cold_start import cold_start_split, evaluate_cold_start
     from recsys.models.content import ContentRecommender
     from recsys.models.popularity import Popularity
     from recsys.text.checkpoint import load_pretrained
-    from recsys.text.cold_start import cold_start_split, evaluate_cold_start
+    from recsys.text.encode import encode_texts
     from recsys.text.encoder import BertEncoder
-    from recsys.text.item_text import encode_texts, item_texts
-    from recsys.text.mlm import pretrain_mlm
     from recsys.text.tokenizer import TextTokenizer
+    from recsys.training.mlm import pretrain_mlm
 
     data = load_dataset("ml-latest-small", root=args.data_root)
     texts = item_texts(data.item_features, data.num_items)
@@ -138,8 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     if not args.skip_speed:
+        from recsys.data.item_text import item_texts
         from recsys.data.load import load_dataset
-        from recsys.text.item_text import item_texts
 
         data = load_dataset("ml-latest-small", root=args.data_root)
         texts = item_texts(data.item_features, data.num_items)[: args.speed_texts]

@@ -1,26 +1,30 @@
-"""One training run from a composed config: data -> split -> model -> trainer -> evaluation -> run dir."""
+"""A composed Hydra config -> the typed pipeline (:func:`recsys.pipeline.run_pipeline`); nothing else.
+
+The config is turned into the pipeline's arguments (objects and factories) and checked before any data
+is loaded: unknown keys, a monitor the evaluator does not report, an impossible device.
+"""
 
 from __future__ import annotations
 
-import json
+import difflib
+import inspect
 import logging
-import os
-import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 from hydra.errors import InstantiationException
+from hydra.utils import get_object as _locate
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from recsys.benchmarks.table import format_table
 from recsys.errors import ConfigError, RecsysError
-from recsys.evaluation import RankingEvaluator
-from recsys.models import Popularity, Recommender
+from recsys.pipeline import DATA_ARGUMENTS, RunResult, check_monitor, open_arguments, run_pipeline
+from recsys.runtime import atomic_write_text, resolve_device
 from recsys.training import is_main_process, seed_everything
 
 log = logging.getLogger(__name__)
+
+MODEL_KEYS = ("module", "batches", "optimizer", "engine")
 
 
 def build(node: DictConfig, where: str, **kwargs: Any) -> Any:
@@ -38,6 +42,9 @@ def build(node: DictConfig, where: str, **kwargs: Any) -> Any:
             where=f"config group '{where}' ({node.get('_target_', '?')})",
             fix=f"check the keys of '{where}' against the constructor's arguments (`--cfg job` prints the config)",
         ) from None
+    except Exception as error:  # omegaconf: missing mandatory values, bad interpolations
+        raise ConfigError(f"could not build '{where}': {error}", where=f"config group '{where}'",
+                          fix="set the missing value (`--cfg job` prints the config)") from None
 
 
 def fill_data_sizes(node: DictConfig, sizes: dict[str, int]) -> DictConfig:
@@ -49,100 +56,73 @@ def fill_data_sizes(node: DictConfig, sizes: dict[str, int]) -> DictConfig:
     return node
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write a text file through a temp file and a rename, so no half-written file is ever seen."""
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+def check_keys(node: DictConfig, where: str) -> None:
+    """Every key of ``node`` is an argument of its ``_target_`` (else one error with a "did you mean")."""
+    target = node.get("_target_")
+    if not isinstance(target, str):
+        return
     try:
-        with os.fdopen(handle, "w") as file:
-            file.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        params = inspect.signature(_locate(target)).parameters
+    except Exception:  # not importable or no signature: instantiate reports it
+        return
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    for key in node.keys():
+        if str(key).startswith("_") or key in params:
+            continue
+        close = difflib.get_close_matches(str(key), list(params), n=1)
+        hint = f"did you mean {where}.{close[0]}? " if close else ""
+        raise ConfigError(f"unknown key {where}.{key} for {target}", where=where,
+                          fix=f"{hint}valid keys: {', '.join(p for p in params if p != 'self')}")
 
 
-def init_item_table_from_text(model: Recommender, data: Any, checkpoint: str) -> None:
-    """Initialize ``model.item_embedding`` from item text embeddings, PCA-projected to its width."""
-    from recsys.text.checkpoint import load_pretrained
-    from recsys.text.item_init import load_item_embeddings, text_item_init
-    from recsys.text.item_text import item_text_embeddings, item_texts
-
-    if not hasattr(model, "item_embedding"):
-        raise ConfigError(
-            f"{type(model).__name__} has no item_embedding table to initialize",
-            where="item_text_init",
-            fix="use it with bpr, sasrec, sasrec_ce or bert4rec, or set item_text_init=null",
-        )
-    encoder, tokenizer = load_pretrained(None if checkpoint == "minilm" else checkpoint)
-    texts = item_texts(data.item_features, data.num_items)
-    vectors = item_text_embeddings(texts, range(data.num_items), encoder, tokenizer).weight
-    load_item_embeddings(model, text_item_init(vectors, model.item_embedding.weight.shape[1]))
+def factory(node: DictConfig, where: str, sizes: dict[str, int] | None = None) -> Any:
+    """A ``functools.partial`` of ``node``'s target; ``???`` keys the pipeline fills from the data are left open."""
+    check_keys(node, where)
+    node = fill_data_sizes(node, sizes or {})
+    open_keys = [k for k in node.keys() if OmegaConf.is_missing(node, k) and (k in DATA_ARGUMENTS or k == "data")]
+    if open_keys:
+        node = OmegaConf.create({k: v for k, v in OmegaConf.to_container(node, resolve=True).items() if k not in open_keys})
+    return build(node, where, _partial_=True, _convert_="all")  # plain lists and dicts: the run spec is JSON
 
 
-def run_experiment(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
-    """Train and evaluate the configured model; write config, metrics and checkpoint into ``run_dir``."""
+def run_experiment(cfg: DictConfig, run_dir: Path) -> RunResult:
+    """Validate ``cfg``, then train and evaluate through the pipeline; the run is saved in ``run_dir``."""
+    model_cfg = cfg.model
+    unknown = [key for key in model_cfg.keys() if key not in MODEL_KEYS]
+    missing = [key for key in ("module", "batches", "optimizer") if key not in model_cfg]
+    if missing or unknown:
+        raise ConfigError(f"model config has {'no ' + str(missing) if missing else 'unknown keys ' + str(unknown)}",
+                          where="model", fix=f"model configs define {', '.join(MODEL_KEYS)} (engine optional)")
+    trainer = build(cfg.trainer, "trainer")
+    resolve_device(trainer.device, where="trainer.device")
+    evaluator = factory(cfg.eval, "eval")
+    features = build(cfg.features, "features") if cfg.get("features") else None
+    if features is None or "features" not in open_arguments(evaluator):  # else built once the features are fitted
+        evaluator = evaluator()
+        check_monitor(trainer, evaluator)
     seed_everything(cfg.seed)
-    started = time.perf_counter()
     data = build(cfg.dataset, "dataset")
     split = build(cfg.split, "split", data=data)
-    log.info("%s | train %d, valid %d, test %d interactions", data, split.train.num_interactions,
-             split.valid.num_interactions, split.test.num_interactions)
     sizes = {"num_users": data.num_users, "num_items": data.num_items}
-    model_cfg = cfg.model
-    for key in ("module", "batches", "optimizer"):
-        if key not in model_cfg:
-            raise ConfigError(f"model config has no '{key}' key", where="model", fix="model configs define module, batches and optimizer")
-    model: Recommender = build(fill_data_sizes(model_cfg.module, sizes), "model.module")
-    if cfg.get("item_text_init"):
-        init_item_table_from_text(model, data, str(cfg.item_text_init))
-    prepare_started = time.perf_counter()
-    model.prepare(split.train)
-    prepare_seconds = time.perf_counter() - prepare_started
-    batches = build(model_cfg.batches, "model.batches", data=split.train) if model_cfg.batches else None
-    optimizer = build(model_cfg.optimizer, "model.optimizer") if model_cfg.optimizer else None
-    trainer = build(cfg.trainer, "trainer")
-    evaluator = build(cfg.eval, "eval")
-
-    resolved = OmegaConf.to_container(cfg, resolve=True)
-    resolved["model"]["module"].update({k: v for k, v in sizes.items() if k in resolved["model"]["module"]})
     if is_main_process():
-        write_atomic(run_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(resolved)))
-
-    result = trainer.fit(
-        model, batches, optimizer,
-        validate=lambda m: evaluator.evaluate_model(m, split.train, split.valid),
+        resolved = OmegaConf.to_container(cfg, resolve=True)
+        module = resolved["model"]["module"]
+        module.update({k: v for k, v in sizes.items() if k in module})
+        atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(resolved)))
+    return run_pipeline(
+        data,
+        factory(model_cfg.module, "model.module", sizes),
+        split=split,
+        batches=factory(model_cfg.batches, "model.batches") if model_cfg.batches else None,
+        optimizer=build(model_cfg.optimizer, "model.optimizer") if model_cfg.optimizer else None,
+        engine=build(model_cfg.engine, "model.engine") if model_cfg.get("engine") else None,
+        features=features,
+        trainer=trainer,
+        evaluator=evaluator,
+        seed=cfg.seed,
         run_dir=run_dir,
         resume_from=cfg.resume_from,
+        compare_to_popularity=cfg.compare_to_popularity,
+        item_text_init=cfg.get("item_text_init"),
     )
-    history = split.train.concat(split.valid)
-    test = evaluator.evaluate_model(model, history, split.test)
-    summary: dict[str, Any] = {
-        "dataset": data.name,
-        "model": type(model).__name__,
-        "num_users": data.num_users,
-        "num_items": data.num_items,
-        "best_epoch": result.best_epoch,
-        "train_seconds": round(prepare_seconds + result.train_seconds, 3),
-        "total_seconds": None,
-        "valid": result.best_metrics,
-        "test": test,
-    }
-    if cfg.compare_to_popularity and isinstance(evaluator, RankingEvaluator) and not isinstance(model, Popularity):
-        popularity = Popularity(data.num_items)
-        popularity.prepare(history)
-        summary["popularity_test"] = evaluator.evaluate_model(popularity, history, split.test)
-    summary["total_seconds"] = round(time.perf_counter() - started, 3)
-    if is_main_process():
-        write_atomic(run_dir / "metrics.json", json.dumps(summary, indent=2))
-    return summary
-
-
-def results_table(summary: dict[str, Any]) -> str:
-    """One row per metric: validation (best epoch), test, and the popularity baseline's test."""
-    model = summary["model"]
-    columns = {f"{model} valid": summary["valid"], f"{model} test": summary["test"]}
-    if "popularity_test" in summary:
-        columns["Popularity test"] = summary["popularity_test"]
-    names = [k for k in summary["test"] if k != "num_users"]
-    rows = [{"metric": name, **{col: values.get(name) for col, values in columns.items()}} for name in names]
-    return format_table(rows)

@@ -11,7 +11,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from recsys.cli.config_dir import config_dir
-from recsys.cli.experiment import results_table, run_experiment
+from recsys.cli.experiment import run_experiment
 from recsys.errors import RecsysError
 from recsys.training import destroy_distributed, is_distributed, is_main_process
 
@@ -21,7 +21,7 @@ USAGE_ERROR = 2
 def _run(cfg: DictConfig) -> None:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
-        summary = run_experiment(cfg, run_dir)
+        result = run_experiment(cfg, run_dir)
         main_process = is_main_process()  # read before the process group is torn down
     except RecsysError as error:
         shutil.rmtree(run_dir, ignore_errors=True)
@@ -33,10 +33,10 @@ def _run(cfg: DictConfig) -> None:
     if not main_process:
         return
     print(
-        f"\n{summary['model']} on {summary['dataset']} ({summary['num_users']:,} users, {summary['num_items']:,} items), "
-        f"best epoch {summary['best_epoch']}, trained in {summary['train_seconds']:.1f} s"
+        f"\n{type(result.model).__name__} on {result.dataset} ({result.num_users:,} users, {result.num_items:,} items), "
+        f"best epoch {result.best_epoch}, trained in {result.train_seconds:.1f} s"
     )
-    print(results_table(summary))
+    print(result.table())
     print(f"run directory: {run_dir}")
 
 

@@ -3,6 +3,7 @@
 from recsys.data.batches import PairwiseBatches
 from recsys.data.ctr_batches import CTRBatches, FeatureBatches
 from recsys.data.features import CategoricalFeature, FeaturePipeline, MultiCategoricalFeature, NumericFeature
+from recsys.data.fields import EncodedFeatures, FieldSpec
 from recsys.data.filters import binarize, deduplicate, k_core
 from recsys.data.frame import from_frame
 from recsys.data.interactions import Interactions
@@ -20,8 +21,10 @@ __all__ = [
     "NextItemBatches",
     "CTRBatches",
     "CategoricalFeature",
+    "EncodedFeatures",
     "FeatureBatches",
     "FeaturePipeline",
+    "FieldSpec",
     "MultiCategoricalFeature",
     "NumericFeature",
     "read_libsvm",

@@ -10,32 +10,14 @@ import torch
 from torch import Tensor
 
 from recsys.data.epochs import EpochBatches
-from recsys.data.features import EncodedFeatures, FeaturePipeline
+from recsys.data.features import FeaturePipeline
+from recsys.data.fields import EncodedFeatures, ctr_frame, ctr_labels
 from recsys.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
     from recsys.data.interactions import Interactions
 
-__all__ = ["CTRBatches", "FeatureBatches", "ctr_frame", "ctr_labels"]
-
-
-def ctr_labels(data: Interactions, label_threshold: float) -> Tensor:
-    """``(n,)`` float32 labels ``rating >= label_threshold`` in the row order of ``data.frame``."""
-    if not data.has_ratings:
-        raise DataError(f"dataset {data.name!r} has no ratings to derive click labels from",
-                        where="ctr_labels", fix="use a dataset with a rating column (MovieLens)")
-    return (data.ratings >= label_threshold).float()
-
-
-def ctr_frame(data: Interactions) -> pl.DataFrame:
-    """One row per interaction (same order as ``data.frame``): ``user``, ``item`` (indices) and every user/item
-    feature column (e.g. ml-100k: age, gender, occupation, zip, title, genres)."""
-    frame = data.frame.select("user", "item")
-    for key, features in (("user", data.user_features), ("item", data.item_features)):
-        if features is not None:
-            features = features.with_columns(pl.col(key).cast(pl.Int64))
-            frame = frame.join(features, on=key, how="left", maintain_order="left", suffix=f"_{key}")
-    return frame
+__all__ = ["CTRBatches", "FeatureBatches", "ctr_frame", "ctr_labels"]  # ctr_frame, ctr_labels live in recsys.data.fields
 
 
 class FeatureBatches(EpochBatches):
@@ -113,23 +95,25 @@ class FeatureBatches(EpochBatches):
 
 
 class CTRBatches(FeatureBatches):
-    """CTR batches from an :class:`Interactions` split: label ``rating >= label_threshold``, features from
-    ``features`` (fit here on ``data`` when not yet fitted: pass the training split).
+    """CTR batches from an :class:`Interactions` split, encoded with a FITTED ``features`` pipeline (the one the
+    model and the evaluator share; it is never refit here): label ``rating >= features.label_threshold``.
 
     >>> from recsys.data.features import CategoricalFeature
     >>> from recsys.data.frame import from_frame
     >>> data = from_frame(pl.DataFrame({"user": [1, 1, 2], "item": [5, 6, 5], "rating": [5.0, 2.0, 4.0]}))
-    >>> batches = CTRBatches(data, FeaturePipeline([CategoricalFeature("user"), CategoricalFeature("item")]), batch_size=2)
+    >>> features = FeaturePipeline([CategoricalFeature("user"), CategoricalFeature("item")]).fit(data)
+    >>> batches = CTRBatches(data, features, batch_size=2)
     >>> len(batches), sorted(next(iter(batches)))
     (2, ['bag_offsets', 'bag_values', 'dense', 'ids', 'labels'])
     """
 
-    def __init__(self, data: Interactions, features: FeaturePipeline, label_threshold: float = 4.0,
-                 batch_size: int = 4096, shuffle: bool = True, drop_last: bool = False, seed: int = 0) -> None:
+    def __init__(self, data: Interactions, features: FeaturePipeline, batch_size: int = 4096, shuffle: bool = True,
+                 drop_last: bool = False, seed: int = 0) -> None:
+        if not isinstance(features, FeaturePipeline) or not features.fitted:
+            raise ConfigError("CTRBatches needs a fitted FeaturePipeline (features=...)", where="CTRBatches",
+                              fix="fit it once on the training split (features.fit(split.train)) and pass that object "
+                                  "to the model, the batches and the evaluator")
         if data.num_interactions == 0:
             raise DataError("no interactions to build CTR batches from", where=f"dataset {data.name!r}")
-        frame = ctr_frame(data)
-        if not features.fitted:
-            features.fit(frame)
-        self.features, self.label_threshold = features, label_threshold
-        super().__init__(features.transform(frame), ctr_labels(data, label_threshold), batch_size, shuffle, drop_last, seed)
+        self.features = features
+        super().__init__(features.transform(ctr_frame(data)), features.labels(data), batch_size, shuffle, drop_last, seed)

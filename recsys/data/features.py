@@ -9,16 +9,23 @@ Three kinds of field, as in DeepCTR's feature columns and FuxiCTR's feature maps
   values to the OOV bucket) or kept dense (standardized with train mean and std; missing -> 0).
 
 :class:`FeaturePipeline` fits on the training split only and transforms any frame (polars or pandas)
-into :class:`EncodedFeatures`: the tensors models read, and the :class:`EmbeddingField` list that
-sizes their tables. Every value a vocabulary has not seen maps to ``num_embeddings`` (the OOV row of
-an ``EmbeddingField(oov_row=True)``).
+into :class:`EncodedFeatures`: the tensors models read, and the :class:`FieldSpec` list that sizes their
+tables (the embeddings package's ``embedding_fields`` turns it into tables). Every value a vocabulary has not seen
+maps to ``num_embeddings`` (the OOV row of a ``FieldSpec(oov_row=True)``).
+
+One fitted pipeline serves the model, the training batches and the evaluator: the caller fits it once
+(``FeaturePipeline.fit(split.train)``) and hands the same object to all three; it also holds the click
+``label_threshold``. ``to_dict`` / ``from_dict`` (and ``save`` / ``load``, JSON) rebuild a fitted pipeline
+exactly for a saved run.
 """
 
 from __future__ import annotations
 
+import inspect
+import json
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -26,14 +33,15 @@ import polars as pl
 import torch
 from torch import Tensor
 
-from recsys.embeddings.config import EmbeddingField
+from recsys.data.fields import EncodedFeatures, FieldSpec, ctr_frame, ctr_labels
+from recsys.data.interactions import Interactions
 from recsys.errors import ConfigError, DataError
+from recsys.runtime import atomic_write_text
 
 log = logging.getLogger(__name__)
 
 __all__ = [
     "CategoricalFeature",
-    "EncodedFeatures",
     "FeaturePipeline",
     "MultiCategoricalFeature",
     "NumericFeature",
@@ -66,6 +74,17 @@ def _kind(dtype: pl.DataType) -> str:
     return "other"
 
 
+_DTYPES = {str(d): d for d in (pl.Int64, pl.String, pl.Boolean, pl.Float32, pl.Float64, pl.List(pl.String), pl.List(pl.Int64))}
+
+
+def _dtype(name: str) -> pl.DataType:
+    """The polars dtype a saved pipeline names (only the normalized dtypes a feature can hold)."""
+    if name not in _DTYPES:
+        raise DataError(f"unknown column dtype {name!r} in a saved feature pipeline", where="FeaturePipeline.from_dict",
+                        fix=f"saved dtypes are one of {sorted(_DTYPES)}")
+    return _DTYPES[name]
+
+
 def _normalize(values: pl.Series) -> pl.Series:
     """Categoricals and enums to strings, every integer width to Int64, so fit and transform compare equal."""
     kind = _kind(values.dtype)
@@ -90,6 +109,16 @@ class _Vocabulary:
         self.index = pl.Series("index", np.arange(len(self.values)), dtype=pl.Int64)
         return self
 
+    def to_dict(self) -> dict[str, Any]:
+        return {"dtype": str(self.values.dtype), "values": self.values.to_list()}
+
+    @classmethod
+    def from_dict(cls, state: dict[str, Any]) -> _Vocabulary:
+        vocabulary = cls()
+        vocabulary.values = pl.Series("values", state["values"], dtype=_dtype(state["dtype"]))
+        vocabulary.index = pl.Series("index", np.arange(len(vocabulary.values)), dtype=pl.Int64)
+        return vocabulary
+
     def __len__(self) -> int:
         return len(self.values)
 
@@ -109,6 +138,18 @@ class _Feature:
             raise ConfigError(f"feature name must be a non-empty string, got {name!r}", where=type(self).__name__,
                               fix="name every feature")
         self.name, self.column, self.required = name, column or name, required
+
+    def params(self) -> dict[str, Any]:
+        """Constructor arguments (JSON values): ``type(self)(**params)`` declares the same feature."""
+        return {n: getattr(self, n) for n in inspect.signature(type(self).__init__).parameters if n != "self"}
+
+    def state(self) -> dict[str, Any]:
+        """Fitted state as JSON values (vocabulary, boundaries, mean and std); ``load_state`` is the inverse."""
+        return {"dtype": str(self.dtype_), "vocabulary": self.vocabulary_.to_dict()}
+
+    def load_state(self, state: dict[str, Any]) -> _Feature:
+        self.dtype_, self.vocabulary_ = _dtype(state["dtype"]), _Vocabulary.from_dict(state["vocabulary"])
+        return self
 
     def _source(self, frame: pl.DataFrame, allowed: tuple[str, ...], where: str) -> pl.Series:
         values = _normalize(frame[self.column])
@@ -270,32 +311,28 @@ class NumericFeature(_Feature):
         rows = np.searchsorted(self.boundaries_, x, side="right")
         return torch.from_numpy(np.where(missing, self.num_embeddings, rows).astype(np.int64))
 
+    def state(self) -> dict[str, Any]:
+        if self.mode == "dense":
+            return {"dtype": str(self.dtype_), "mean": self.mean_, "std": self.std_}
+        return {"dtype": str(self.dtype_), "boundaries": self.boundaries_.tolist()}
 
-@dataclass
-class EncodedFeatures:
-    """Encoded rows: single-valued ids ``(n, F_single)``, bags key-major (``bag_values``, ``bag_lengths`` ``(F_bag, n)``)
-    and dense ``(n, F_dense)``; ``batch()`` gives the dict models read."""
-
-    ids: Tensor
-    bag_values: Tensor
-    bag_lengths: Tensor
-    dense: Tensor
-
-    def __len__(self) -> int:
-        return self.ids.shape[0]
-
-    def batch(self) -> dict[str, Tensor]:
-        """``{"ids", "bag_values", "bag_offsets", "dense"}`` for ``model.predict`` (all rows as one batch)."""
-        offsets = torch.zeros(self.bag_lengths.numel() + 1, dtype=torch.long)
-        torch.cumsum(self.bag_lengths.flatten(), 0, out=offsets[1:])
-        return {"ids": self.ids, "bag_values": self.bag_values, "bag_offsets": offsets, "dense": self.dense}
+    def load_state(self, state: dict[str, Any]) -> NumericFeature:
+        self.dtype_ = _dtype(state["dtype"])
+        if self.mode == "dense":
+            self.mean_, self.std_ = float(state["mean"]), float(state["std"])
+        else:
+            self.boundaries_ = np.asarray(state["boundaries"], dtype=np.float64)
+        return self
 
 
 class FeaturePipeline:
-    """Declared features, fit on the training frame only; ``transform`` encodes any frame the same way.
+    """Declared features and the click ``label_threshold``, fit once on the training split; ``transform`` encodes
+    any split or frame the same way. The model, the batches and the evaluator share one fitted pipeline.
 
-    Features with ``required=False`` whose column is absent at fit are skipped (one config for several
-    datasets); a required feature's missing column, a wrong dtype, or an empty frame raise a DataError.
+    ``fit`` / ``transform`` take an :class:`Interactions` (its :func:`ctr_frame`: user, item and their feature
+    columns) or a polars / pandas frame. Features with ``required=False`` whose column is absent at fit are
+    skipped (one config for several datasets); a required feature's missing column, a wrong dtype, or an
+    empty frame raise a DataError.
 
     >>> train = pl.DataFrame({"user": [1, 1, 2], "genres": [["a"], ["a", "b"], []], "age": [20, 30, 40]})
     >>> pipe = FeaturePipeline([CategoricalFeature("user"), MultiCategoricalFeature("genres"),
@@ -303,11 +340,15 @@ class FeaturePipeline:
     >>> enc = pipe.transform(pl.DataFrame({"user": [2, 3], "genres": [["b", "c"], ["a"]], "age": [30, None]}))
     >>> enc.ids.tolist(), enc.bag_values.tolist(), enc.bag_lengths.tolist(), enc.dense.shape
     ([[1], [2]], [1, 2, 0], [[2, 1]], torch.Size([2, 1]))
-    >>> [(f.name, f.num_embeddings, f.pooling) for f in pipe.embedding_fields(8)]
+    >>> [(f.name, f.num_embeddings, f.pooling) for f in pipe.field_specs()]
     [('user', 2, 'none'), ('genres', 2, 'mean')]
+    >>> FeaturePipeline.from_dict(pipe.to_dict()).transform(pl.DataFrame({"user": [2], "genres": [["b"]], "age": [30]})).ids.tolist()
+    [[1]]
     """
 
-    def __init__(self, features: Sequence[_Feature]) -> None:
+    format_version = 1
+
+    def __init__(self, features: Sequence[_Feature], label_threshold: float = 4.0) -> None:
         features = list(features)
         if not features:
             raise ConfigError("no features declared", where="FeaturePipeline", fix="declare at least one feature")
@@ -315,14 +356,15 @@ class FeaturePipeline:
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise ConfigError(f"duplicate feature names {duplicates}", where="FeaturePipeline", fix="name features uniquely")
-        self.features = features
+        self.features, self.label_threshold = features, float(label_threshold)
 
     @property
     def fitted(self) -> bool:
         return hasattr(self, "features_")
 
-    def fit(self, frame: Any) -> FeaturePipeline:
-        frame = self._check(frame, "FeaturePipeline.fit", fitting=True)
+    def fit(self, train: Interactions | Any) -> FeaturePipeline:
+        """Learn vocabularies, boundaries and standardization from the training split only; returns ``self``."""
+        frame = self._check(train, "FeaturePipeline.fit", fitting=True)
         active = [f for f in self.features if f.column in frame.columns]
         skipped = [f.name for f in self.features if f.column not in frame.columns]
         if skipped:
@@ -333,10 +375,10 @@ class FeaturePipeline:
         self.features_ = [f.fit(frame) for f in active]
         return self
 
-    def transform(self, frame: Any) -> EncodedFeatures:
+    def transform(self, data: Interactions | Any) -> EncodedFeatures:
         if not self.fitted:
-            raise ConfigError("the pipeline is not fitted", where="FeaturePipeline.transform", fix="call fit(train_frame) first")
-        frame = self._check(frame, "FeaturePipeline.transform", fitting=False)
+            raise ConfigError("the pipeline is not fitted", where="FeaturePipeline.transform", fix="call fit(train) first")
+        frame = self._check(data, "FeaturePipeline.transform", fitting=False)
         n = frame.height
         single = [f.encode(frame) for f in self.features_ if f.kind == "single"]
         bags = [f.encode(frame) for f in self.features_ if f.kind == "bag"]
@@ -348,18 +390,18 @@ class FeaturePipeline:
             dense=torch.stack(dense, 1) if dense else torch.zeros(n, 0),  # (n, F_dense)
         )
 
-    def fit_transform(self, frame: Any) -> EncodedFeatures:
-        return self.fit(frame).transform(frame)
+    def fit_transform(self, train: Interactions | Any) -> EncodedFeatures:
+        return self.fit(train).transform(train)
 
-    def embedding_fields(self, embedding_dim: int) -> list[EmbeddingField]:
-        """One ``EmbeddingField`` (with an OOV row) per categorical feature: single-valued first, then bags."""
+    def labels(self, data: Interactions) -> Tensor:
+        """``(n,)`` float32 click labels ``rating >= label_threshold`` of a split, in its row order."""
+        return ctr_labels(data, self.label_threshold)
+
+    def field_specs(self) -> list[FieldSpec]:
+        """One :class:`FieldSpec` (with an OOV row) per categorical feature: single-valued first, then bags."""
         self._fitted_or_raise()
         ordered = [f for f in self.features_ if f.kind == "single"] + [f for f in self.features_ if f.kind == "bag"]
-        return [
-            EmbeddingField(f.name, num_embeddings=max(f.num_embeddings, 1), embedding_dim=embedding_dim,
-                           pooling=getattr(f, "pooling", "none"), oov_row=True)
-            for f in ordered
-        ]
+        return [FieldSpec(f.name, max(f.num_embeddings, 1), pooling=getattr(f, "pooling", "none"), oov_row=True) for f in ordered]
 
     @property
     def num_dense(self) -> int:
@@ -370,13 +412,43 @@ class FeaturePipeline:
         """Names of the fitted features: single-valued, bags, dense (the order of the encoded tensors)."""
         return [f.name for kind in ("single", "bag", "dense") for f in self._fitted_or_raise() if f.kind == kind]
 
+    def to_dict(self) -> dict[str, Any]:
+        """JSON values: the declarations, the label threshold and (when fitted) every fitted feature's state."""
+        fitted = [{"name": f.name, "state": f.state()} for f in self.features_] if self.fitted else None
+        return {"format_version": self.format_version, "label_threshold": self.label_threshold,
+                "features": [{"type": type(f).__name__, "params": f.params()} for f in self.features], "fitted": fitted}
+
+    @classmethod
+    def from_dict(cls, state: dict[str, Any]) -> FeaturePipeline:
+        """The pipeline ``to_dict`` described, fitted state included: it encodes every frame exactly as the original."""
+        if state.get("format_version") != cls.format_version:
+            raise DataError(f"feature pipeline format {state.get('format_version')!r}, this version reads {cls.format_version}",
+                            where="FeaturePipeline.from_dict", fix="save the pipeline again with this version")
+        unknown = sorted({d["type"] for d in state["features"]} - set(_FEATURE_TYPES))
+        if unknown:
+            raise DataError(f"unknown feature type(s) {unknown}", where="FeaturePipeline.from_dict",
+                            fix=f"saved features are one of {sorted(_FEATURE_TYPES)}")
+        pipe = cls([_FEATURE_TYPES[d["type"]](**d["params"]) for d in state["features"]], state["label_threshold"])
+        if state.get("fitted") is not None:
+            by_name = {f.name: f for f in pipe.features}
+            pipe.features_ = [by_name[entry["name"]].load_state(entry["state"]) for entry in state["fitted"]]
+        return pipe
+
+    def save(self, path: str | Path) -> Path:
+        """Write ``to_dict()`` as JSON (atomically); :meth:`load` reads it back."""
+        return atomic_write_text(path, json.dumps(self.to_dict(), indent=1))
+
+    @classmethod
+    def load(cls, path: str | Path) -> FeaturePipeline:
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
     def _fitted_or_raise(self) -> list[_Feature]:
         if not self.fitted:
-            raise ConfigError("the pipeline is not fitted", where="FeaturePipeline", fix="call fit(train_frame) first")
+            raise ConfigError("the pipeline is not fitted", where="FeaturePipeline", fix="call fit(train) first")
         return self.features_
 
-    def _check(self, frame: Any, where: str, fitting: bool) -> pl.DataFrame:
-        frame = as_polars(frame, where)
+    def _check(self, data: Interactions | Any, where: str, fitting: bool) -> pl.DataFrame:
+        frame = as_polars(ctr_frame(data) if isinstance(data, Interactions) else data, where)
         if frame.height == 0:
             raise DataError("the frame has no rows", where=where, fix="pass a non-empty frame")
         declared = self.features if fitting else self.features_
@@ -385,3 +457,6 @@ class FeaturePipeline:
             raise DataError(f"missing column(s) {missing}", where=f"{where}; columns present: {frame.columns}",
                             fix="add the columns, rename them, or set column= on the feature")
         return frame
+
+
+_FEATURE_TYPES = {cls.__name__: cls for cls in (CategoricalFeature, MultiCategoricalFeature, NumericFeature)}

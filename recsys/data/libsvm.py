@@ -9,8 +9,7 @@ import polars as pl
 import torch
 from torch import Tensor
 
-from recsys.data.features import EncodedFeatures
-from recsys.embeddings.config import EmbeddingField
+from recsys.data.fields import EncodedFeatures, FieldSpec
 from recsys.errors import DataError
 
 __all__ = ["LibSVMData", "read_libsvm"]
@@ -52,11 +51,11 @@ class LibSVMData:
                             fix="bucketize numeric values first, or read indices/values/offsets directly")
         return self.indices.view(len(self), int(lengths[0]))
 
-    def encode(self, reference: LibSVMData | None = None) -> tuple[EncodedFeatures, list[EmbeddingField]]:
+    def encode(self, reference: LibSVMData | None = None) -> tuple[EncodedFeatures, list[FieldSpec]]:
         """Field ids shifted per column to ``0..size-1`` with the column ranges of ``reference`` (the training
         file; default ``self``); indices outside the training range map to the OOV row. Returns the encoded
-        rows (for :class:`~recsys.data.ctr_batches.FeatureBatches`) and the fields (``embedding_dim`` 1,
-        the model sets its own)."""
+        rows (for :class:`~recsys.data.ctr_batches.FeatureBatches`) and one :class:`FieldSpec` per column
+        (with an OOV row; a CTR model's ``build`` turns them into tables of its width)."""
         ids = self.field_ids()  # (n, F)
         train = (reference or self).field_ids()
         if train.shape[1] != ids.shape[1]:
@@ -68,7 +67,7 @@ class LibSVMData:
         shifted = torch.where((shifted < 0) | (shifted >= sizes), sizes, shifted)  # unseen -> OOV row
         n = len(self)
         encoded = EncodedFeatures(shifted, torch.zeros(0, dtype=torch.long), torch.zeros(0, n, dtype=torch.long), torch.zeros(n, 0))
-        fields = [EmbeddingField(f"field_{j}", int(size), 1, oov_row=True) for j, size in enumerate(sizes.tolist())]
+        fields = [FieldSpec(f"field_{j}", int(size), oov_row=True) for j, size in enumerate(sizes.tolist())]
         return encoded, fields
 
 

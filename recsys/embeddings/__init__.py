@@ -8,6 +8,7 @@ from recsys.embeddings.mixed_dim import MixedDimEmbeddingCollection, power_law_d
 from recsys.embeddings.optimizer import CombinedOptimizer, build_optimizer
 from recsys.embeddings.qr import QREmbedding
 from recsys.embeddings.sparse_optim import RowWiseAdagrad, SparseAdam, SparseSGD, is_sparse_param, mark_sparse, state_bytes
+from recsys.embeddings.specs import embedding_fields
 from recsys.embeddings.table import KeyedEmbedding
 from recsys.embeddings.vocab import FrequencyVocabulary
 
@@ -26,6 +27,7 @@ __all__ = [
     "SparseSGD",
     "build_optimizer",
     "collision_report",
+    "embedding_fields",
     "hash_ids",
     "hash_strings",
     "is_sparse_param",

@@ -1,4 +1,5 @@
-"""Estimators with the APIs users already know: gensim's Word2Vec, implicit's BPR, scikit-learn transformers."""
+"""Estimators with the APIs users already know (gensim's Word2Vec, implicit's BPR, scikit-learn transformers):
+facades that compose a model and a `recsys.training` engine; they train nothing themselves."""
 
 from recsys.estimators.bpr import BayesianPersonalizedRanking
 from recsys.estimators.entity_embedding import EntityEmbeddingEncoder

@@ -16,6 +16,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from torch import nn
 
 from recsys.errors import ConfigError, DataError
+from recsys.training.tabular import fit_tabular
 
 __all__ = ["EntityEmbeddingEncoder"]
 
@@ -199,24 +200,13 @@ class EntityEmbeddingEncoder(TransformerMixin, BaseEstimator):
         return codes, target, y
 
     def _train(self, codes: torch.Tensor, target: torch.Tensor, seed: int) -> list[np.ndarray]:
-        """Train a network on ``codes`` (n, C) -> target; per column the ``(categories + 1, D [+ out_dim])`` output table."""
+        """Train a network on ``codes`` (n, C) -> target (``fit_tabular``); per column the ``(categories + 1, D [+ out_dim])`` table."""
         with torch.random.fork_rng(devices=[]):  # seeded init (same for every fold); the global RNG state is restored
             torch.manual_seed(self._seed)
             network = _Network(self.sizes_, self.embedding_dims_, list(self.hidden_dims), self.out_dim_)
-        generator = torch.Generator().manual_seed(seed)
-        optimizer = torch.optim.Adam(network.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay)
-        oov = torch.tensor(self.sizes_) - 1  # (C,)
-        for _ in range(self.epochs):
-            order = torch.randperm(len(codes), generator=generator)
-            for start in range(0, len(codes), self.batch_size):
-                rows = order[start : start + self.batch_size]
-                batch = codes[rows]  # (B, C)
-                if self.dropout > 0:
-                    batch = torch.where(torch.rand(batch.shape, generator=generator) < self.dropout, oov, batch)
-                loss = self._loss_fn(network(batch), target[rows])
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
+        fit_tabular(network, codes, target, self._loss_fn, epochs=self.epochs, batch_size=self.batch_size,
+                    learning_rate=self.learning_rate, weight_decay=self.weight_decay, dropout=self.dropout,
+                    oov=torch.tensor(self.sizes_) - 1, generator=torch.Generator().manual_seed(seed))
         tables = [emb.weight.detach().numpy().astype(np.float64) for emb in network.embeddings]
         if self.logit_columns:
             tables = [np.hstack([t, w.weight.detach().numpy()]) for t, w in zip(tables, network.logits)]

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
 import zipfile
 from collections.abc import Hashable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import polars as pl
@@ -16,20 +15,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from recsys.errors import DataError
+from recsys.runtime import atomic_write
 
 _SHOWN = 5
-
-
-def _write_atomic(path: Path, write: Any) -> Path:
-    """Call ``write(tmp_path)`` then rename onto ``path``, so no half-written file is ever seen."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
 
 
 class KeyedVectors:
@@ -131,20 +119,17 @@ class KeyedVectors:
             raise DataError(f"keys {bad!r} are empty or contain whitespace", where="save_word2vec_format", fix="the word2vec format separates keys by whitespace: rename those keys")
         header = f"{len(self)} {self.vector_size}\n"
 
-        def write(tmp: Path) -> None:
+        def write(file: IO[bytes]) -> None:
+            file.write(header.encode())
             if binary:
-                with open(tmp, "wb") as file:
-                    file.write(header.encode())
-                    rows = self.table.numpy().astype("<f4")
-                    for key, row in zip(keys, rows):  # file I/O, one line per key
-                        file.write(key.encode() + b" " + row.tobytes() + b"\n")
+                rows = self.table.numpy().astype("<f4")
+                for key, row in zip(keys, rows):  # file I/O, one line per key
+                    file.write(key.encode() + b" " + row.tobytes() + b"\n")
                 return
             columns = {"key": keys} | {f"v{j}": self.table[:, j].numpy() for j in range(self.vector_size)}
-            with open(tmp, "w") as file:
-                file.write(header)
-                pl.DataFrame(columns).write_csv(file, separator=" ", include_header=False, quote_style="never", float_precision=7)
+            pl.DataFrame(columns).write_csv(file, separator=" ", include_header=False, quote_style="never", float_precision=7)
 
-        return _write_atomic(Path(path), write)
+        return atomic_write(path, write)
 
     @classmethod
     def load_word2vec_format(cls, path: str | Path, binary: bool = False, key_type: type = str) -> KeyedVectors:
@@ -185,7 +170,7 @@ class KeyedVectors:
 
     def save(self, path: str | Path) -> Path:
         """Save to ``.npz`` (no pickle): keys, vectors."""
-        return _write_atomic(Path(path), lambda tmp: _save_npz(tmp, self.index_to_key, vectors=self.table.numpy()))
+        return atomic_write(path, lambda file: _save_npz(file, self.index_to_key, vectors=self.table.numpy()))
 
     @classmethod
     def load(cls, path: str | Path) -> KeyedVectors:
@@ -201,11 +186,11 @@ class KeyedVectors:
         return KeyedEmbedding.from_pretrained(self.table, ids=np.asarray(self.index_to_key, dtype=np.int64), freeze=freeze)
 
 
-def _save_npz(path: Path, keys: Sequence[Hashable], meta: dict | None = None, **arrays: np.ndarray) -> None:
+def _save_npz(file: IO[bytes], keys: Sequence[Hashable], meta: dict | None = None, **arrays: np.ndarray) -> None:
+    """Write keys, ``meta`` (as JSON) and ``arrays`` as one ``.npz`` into an open binary file."""
     integer = all(isinstance(key, (int, np.integer)) for key in keys)
     key_array = np.asarray(keys, dtype=np.int64) if integer else np.asarray([str(k) for k in keys], dtype=np.str_)
-    with open(path, "wb") as file:
-        np.savez(file, keys=key_array, meta=np.asarray(json.dumps(meta or {})), **arrays)
+    np.savez(file, keys=key_array, meta=np.asarray(json.dumps(meta or {})), **arrays)
 
 
 def _load_npz(path: str | Path) -> tuple[list, dict[str, np.ndarray], dict]:

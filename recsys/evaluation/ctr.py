@@ -20,19 +20,28 @@ __all__ = ["CTREvaluator"]
 
 
 class CTREvaluator:
-    """Label target interactions ``rating >= label_threshold``, encode them with the model's fitted feature
-    pipeline (``model.features``: vocabularies from the training split, unseen values to OOV) and score
-    ``model.predict(batch)`` logits: ``{"auc", "logloss"}``.
+    """Score a CTR model's ``predict(batch)`` logits on target interactions: ``{"auc", "logloss"}``.
+
+    ``evaluate_model`` encodes the targets with the model's own fitted pipeline (``model.features``, the one
+    object the model and its training batches share: vocabularies from the training split, unseen values to
+    OOV) and labels them ``rating >= model.features.label_threshold``; nothing is refit or redeclared here.
 
     >>> m = CTREvaluator().metrics(torch.tensor([2.0, -1.0, 0.5, -3.0]), torch.tensor([1.0, 0.0, 0.0, 0.0]))
     >>> m["auc"], round(m["logloss"], 4)
     (1.0, 0.3657)
     """
 
-    def __init__(self, label_threshold: float = 4.0, batch_size: int = 65536) -> None:
+    requires = "predict"  # the model method this evaluator calls
+
+    def __init__(self, batch_size: int = 65536) -> None:
         if batch_size <= 0:
             raise ConfigError(f"batch_size must be positive, got {batch_size}", where="CTREvaluator", fix="set eval.batch_size > 0")
-        self.label_threshold, self.batch_size = label_threshold, batch_size
+        self.batch_size = batch_size
+
+    @staticmethod
+    def metric_names() -> list[str]:
+        """The metric keys :meth:`evaluate_model` reports."""
+        return ["auc", "logloss"]
 
     def evaluate_model(self, model: Recommender, history: Interactions, targets: Interactions) -> dict[str, float]:
         """AUC and log loss on ``targets`` (``history`` is not needed: CTR rows are scored independently)."""
@@ -41,9 +50,9 @@ class CTREvaluator:
             raise ConfigError(
                 f"{type(model).__name__} has no fitted feature pipeline (model.features)",
                 where="CTREvaluator.evaluate_model",
-                fix="evaluate a CTR model (lr, fm, deepfm) after model.prepare(train)",
+                fix="evaluate a CTR model (lr, fm, deepfm) built with features=<the fitted FeaturePipeline>",
             )
-        batches = CTRBatches(targets, features, self.label_threshold, self.batch_size, shuffle=False)
+        batches = CTRBatches(targets, features, batch_size=self.batch_size, shuffle=False)
         return self.evaluate_batches(model, batches)
 
     @torch.no_grad()

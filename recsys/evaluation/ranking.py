@@ -79,6 +79,8 @@ class RankingEvaluator:
     {'hr@1': 0.5, 'ndcg@1': 0.5, 'coverage@1': 0.5, 'num_users': 2.0}
     """
 
+    requires = "score_users"  # the model method this evaluator calls
+
     def __init__(
         self,
         ks: Sequence[int] = (5, 10, 20),
@@ -108,6 +110,13 @@ class RankingEvaluator:
     def suffix(self) -> str:
         """Label appended to every metric key: ``"[sampled-100]"`` in sampled mode, else ``""``."""
         return "" if self.num_negatives is None else f"[sampled-{self.num_negatives}]"
+
+    def metric_names(self) -> list[str]:
+        """The metric keys :meth:`evaluate` reports (what ``trainer.monitor`` may name)."""
+        names = [f"{m}@{k}{self.suffix}" for m in self.metrics for k in self.ks]
+        if self.coverage and self.num_negatives is None:
+            names += [f"coverage@{k}" for k in self.ks]
+        return names
 
     def evaluate_model(self, model: Recommender, history: Interactions, targets: Interactions) -> dict[str, float]:
         """Rank all items for every user with held-out ``targets``, masking the items in ``history``.

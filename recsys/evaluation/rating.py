@@ -32,10 +32,17 @@ class RatingEvaluator:
     {'rmse': 1.0, 'mae': 1.0}
     """
 
+    requires = "predict"  # the model method this evaluator calls
+
     def __init__(self, batch_size: int = 65536) -> None:
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ConfigError(f"batch_size must be a positive int, got {batch_size!r}", where="RatingEvaluator")
         self.batch_size = batch_size
+
+    @staticmethod
+    def metric_names() -> list[str]:
+        """The metric keys :meth:`evaluate_model` reports."""
+        return ["rmse", "mae"]
 
     def evaluate_model(self, model: Recommender, history: Interactions, targets: Interactions) -> dict[str, float]:
         """Predict every target row's rating (``history`` is unused: rating models need no masking)."""

@@ -37,13 +37,6 @@ log = logging.getLogger(__name__)
 _CONFIDENCE = ("implicit", "hu")
 
 
-def pick_device(device: str) -> torch.device:
-    """``"auto"`` = CUDA when available, else CPU; anything else as given."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
 def keyed(vocabulary: Vocabulary, weight: Tensor) -> KeyedEmbedding:
     """A :class:`KeyedEmbedding` whose row ``i`` is ``weight[i]``, keyed by the vocabulary's original ids."""
     from recsys.embeddings.table import KeyedEmbedding
@@ -75,13 +68,14 @@ class ALS(Recommender):
 
     ``confidence="implicit"`` uses ``C = alpha * r`` (what ``implicit``'s ``fit`` does with its
     ``alpha``); ``"hu"`` uses the paper's ``C = 1 + alpha * r``. ``r`` is 1 per interaction
-    (``values="ones"``) or the rating (``values="ratings"``). Score = ``x_u . y_i``.
+    (``values="ones"``) or the rating (``values="ratings"``). Score = ``x_u . y_i``. ``prepare`` solves on
+    the device the model is on (``model.to(device)`` first), its initial factors drawn from ``generator``.
 
     >>> import polars as pl
     >>> from recsys.data.frame import from_frame
     >>> data = from_frame(pl.DataFrame({"user": [0, 0, 1, 1, 2], "item": [0, 1, 1, 2, 0]}))
-    >>> model = ALS(num_users=3, num_items=3, factors=2, iterations=3, progress=False)
-    >>> model.prepare(data)
+    >>> model = ALS(num_users=3, num_items=3, factors=2, iterations=3)
+    >>> model.prepare(data, torch.Generator().manual_seed(0))
     >>> model.score_users(torch.tensor([0, 1]), history=data).shape
     torch.Size([2, 3])
     """
@@ -100,9 +94,6 @@ class ALS(Recommender):
         cg_steps: int = 3,
         block_size: int = 4096,
         init_scale: float = 0.01,
-        device: str = "auto",
-        seed: int = 0,
-        progress: bool = True,
     ) -> None:
         super().__init__()
         for name, value in (("num_users", num_users), ("num_items", num_items), ("factors", factors),
@@ -119,7 +110,7 @@ class ALS(Recommender):
         self.num_users, self.num_items, self.factors = num_users, num_items, factors
         self.regularization, self.alpha, self.iterations = regularization, alpha, iterations
         self.confidence, self.values, self.solver, self.cg_steps = confidence, values, solver, cg_steps
-        self.block_size, self.init_scale, self.device_name, self.seed, self.progress = block_size, init_scale, device, seed, progress
+        self.block_size, self.init_scale = block_size, init_scale
         self.register_buffer("user_factors", torch.zeros(num_users, factors))
         self.register_buffer("item_factors", torch.zeros(num_items, factors))
 
@@ -138,20 +129,22 @@ class ALS(Recommender):
         conf = self.alpha * r if self.confidence == "implicit" else 1 + self.alpha * r
         return _Rows(rows, cols, conf.float(), (self.num_users, self.num_items))
 
-    def prepare(self, train: Interactions) -> None:
-        device = pick_device(self.device_name)
+    def prepare(self, train: Interactions, generator: torch.Generator | None = None) -> None:
+        """Alternate ``iterations`` user and item half-steps on ``self.device``; initial factors uniform in
+        ``[0, init_scale)`` from ``generator`` (a CPU generator; seed 0 when none is given)."""
+        device = self.device
         ui = self.confidences(train)
         order = torch.argsort(ui.cols * self.num_users + ui.rows)
         iu = _Rows(ui.cols[order], ui.rows[order], ui.conf[order], (self.num_items, self.num_users))
         ui, iu = (_Rows(m.rows.to(device), m.cols.to(device), m.conf.to(device), m.shape) for m in (ui, iu))
-        generator = torch.Generator().manual_seed(self.seed)
+        generator = torch.Generator().manual_seed(0) if generator is None else generator
         x = (torch.rand(self.num_users, self.factors, generator=generator) * self.init_scale).to(device)
         y = (torch.rand(self.num_items, self.factors, generator=generator) * self.init_scale).to(device)
-        for _ in tqdm(range(self.iterations), desc="ALS", unit="it", disable=not self.progress):
+        for _ in tqdm(range(self.iterations), desc="ALS", unit="it", disable=None):  # shown on a terminal only
             x = self.solve(ui, x, y)
             y = self.solve(iu, y, x)
-        self.user_factors = x.to(self.user_factors.device)
-        self.item_factors = y.to(self.item_factors.device)
+        self.user_factors.copy_(x)
+        self.item_factors.copy_(y)
         log.info("ALS: %d iterations, %d factors, solver %s", self.iterations, self.factors, self.solver)
 
     def solve(self, c: _Rows, x: Tensor, y: Tensor) -> Tensor:

@@ -59,7 +59,7 @@ class BiasedMF(Recommender):
         self.register_buffer("global_mean", torch.zeros(()))
         self.register_buffer("rating_range", torch.tensor([float("-inf"), float("inf")]))
 
-    def prepare(self, train: Interactions) -> None:
+    def prepare(self, train: Interactions, generator: torch.Generator | None = None) -> None:
         if not train.has_ratings:
             raise DataError(
                 f"dataset {train.name!r} has no ratings: BiasedMF is an explicit-feedback model",

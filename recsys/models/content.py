@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import torch
@@ -17,12 +16,13 @@ if TYPE_CHECKING:
 
 
 class ContentRecommender(Recommender):
-    """Score = cosine between an item's text embedding and the mean of the user's history item embeddings.
+    """Score = cosine between an item's vector and the mean of the user's history item vectors.
 
-    ``prepare(train)`` encodes every item's text (``fields`` of ``train.item_features``) with the
-    pretrained encoder in ``checkpoint`` (a Hugging Face directory; None = the bundled MiniLM), so
-    items never seen in training are scored like any other. ``set_item_vectors`` plugs in
-    precomputed vectors instead (e.g. from an MLM encoder trained from scratch).
+    The model holds one L2-normalized vector per item (the ``item_vectors`` buffer, ``(N, D)``, in
+    ``state_dict``), so items never seen in training are scored like any other. It computes no
+    vectors itself: ``set_item_vectors`` plugs them in, from an engine
+    (:class:`recsys.training.text_vectors.ItemTextEngine` encodes the item texts) or precomputed
+    (e.g. an MLM encoder trained from scratch).
 
     >>> model = ContentRecommender(num_items=3)
     >>> model.set_item_vectors(torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0]]))
@@ -30,41 +30,32 @@ class ContentRecommender(Recommender):
     [[0, 1, 2]]
     """
 
-    def __init__(
-        self,
-        num_items: int,
-        checkpoint: str | None = None,
-        fields: Sequence[str] = ("title", "genres", "tags"),
-        batch_size: int = 64,
-        cache_dir: str | None = None,
-        device: str = "auto",
-        progress: bool = True,
-    ) -> None:
+    def __init__(self, num_items: int) -> None:
         super().__init__()
         if num_items <= 0:
             raise ConfigError(f"num_items must be positive, got {num_items}", where="ContentRecommender")
-        self.num_items, self.checkpoint, self.fields = num_items, checkpoint, tuple(fields)
-        self.batch_size, self.cache_dir, self.device_name, self.progress = batch_size, cache_dir, device, progress
-        self.register_buffer("item_vectors", torch.zeros(num_items, 0))
-        self._profiles: tuple[int, Tensor] | None = None
+        self.num_items = num_items
+        self.register_buffer("item_vectors", torch.zeros(num_items, 0))  # (N, D); D = 0 until set
+        self._profiles: tuple[Interactions, Tensor] | None = None  # (history, (U, D) profiles)
 
     def set_item_vectors(self, vectors: Tensor) -> None:
         """Use ``vectors`` ``(num_items, D)`` (row = item index) as the item table; rows are L2-normalized."""
         if vectors.dim() != 2 or vectors.shape[0] != self.num_items:
             raise DataError(f"item vectors {tuple(vectors.shape)} need {self.num_items} rows", where="ContentRecommender.set_item_vectors",
                             fix="pass one row per item index")
-        self.item_vectors = F.normalize(vectors.float(), dim=1).to(self.item_vectors.device)
+        self.item_vectors = F.normalize(vectors.detach().float(), dim=1).to(self.item_vectors.device)
         self._profiles = None
 
-    def prepare(self, train: Interactions) -> None:
-        from recsys.text.checkpoint import load_pretrained
-        from recsys.text.item_text import item_text_embeddings, item_texts
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        saved = state_dict.get(prefix + "item_vectors")
+        if saved is not None and saved.dim() == 2 and saved.shape[0] == self.num_items:
+            self.item_vectors = torch.empty_like(saved, device=self.item_vectors.device)  # take the saved width D
+            self._profiles = None
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
-        encoder, tokenizer = load_pretrained(self.checkpoint)
-        texts = item_texts(train.item_features, self.num_items, self.fields)
-        table = item_text_embeddings(texts, list(range(self.num_items)), encoder, tokenizer, self.batch_size,
-                                     cache_dir=self.cache_dir, device=self.device_name, progress=self.progress)
-        self.set_item_vectors(table.weight.detach())
+    def _apply(self, *args, **kwargs):
+        self._profiles = None  # cached profiles live on the old device / dtype
+        return super()._apply(*args, **kwargs)
 
     def profile_scores(self, history_rows: Tensor) -> Tensor:
         """Scores ``(B, N)`` for users given as item-weight rows ``(B, N)`` (1 = in history)."""
@@ -73,9 +64,10 @@ class ContentRecommender(Recommender):
 
     def score_users(self, users: Tensor, history: Interactions) -> Tensor:
         if self.item_vectors.shape[1] == 0:
-            raise DataError("no item vectors", where="ContentRecommender.score_users", fix="call prepare(train) or set_item_vectors first")
-        if self._profiles is None or self._profiles[0] != id(history):  # all users' profiles once per history
+            raise DataError("no item vectors", where="ContentRecommender.score_users",
+                            fix="fit it with recsys.training.text_vectors.ItemTextEngine (model=content) or call set_item_vectors")
+        if self._profiles is None or self._profiles[0] is not history:  # all users' profiles once per history
             matrix = history.user_item_matrix().to(self.item_vectors.device).to(self.item_vectors.dtype)  # CSR (U, N)
-            self._profiles = (id(history), F.normalize(matrix @ self.item_vectors, dim=1))  # (U, D)
+            self._profiles = (history, F.normalize(matrix @ self.item_vectors, dim=1))  # (U, D)
         profile = self._profiles[1][users.to(self.item_vectors.device)]  # (B, D)
         return profile @ self.item_vectors.T  # (B, N)

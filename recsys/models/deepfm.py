@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from recsys.data.features import FeaturePipeline
-from recsys.embeddings.config import EmbeddingField
+from recsys.data.fields import FieldSpec
 from recsys.models.logistic import CTRModel
 from recsys.nn.fm import FMInteraction
 from recsys.nn.mlp import MLP
@@ -24,7 +24,7 @@ class DeepFM(CTRModel):
     (train them with a sparse optimizer, the DNN with a dense one: ``CombinedOptimizer``).
 
     >>> model = DeepFM(embedding_dim=4, hidden_dims=(8,))
-    >>> model.build([EmbeddingField("user", 10, 4), EmbeddingField("genres", 5, 4, pooling="mean")])
+    >>> model.build([FieldSpec("user", 10), FieldSpec("genres", 5, pooling="mean")])
     >>> batch = {"ids": torch.tensor([[1], [2]]), "bag_values": torch.tensor([0, 3, 4]),
     ...          "bag_offsets": torch.tensor([0, 2, 3]), "labels": torch.tensor([1.0, 0.0])}
     >>> model.predict(batch).shape, model.loss(batch).requires_grad
@@ -33,16 +33,14 @@ class DeepFM(CTRModel):
 
     def __init__(self, features: FeaturePipeline | None = None, embedding_dim: int = 16,
                  hidden_dims: Sequence[int] = (256, 128), dropout: float = 0.0, batch_norm: bool = False,
-                 activation: str = "relu", sparse: bool = True, init_std: float = 1e-2, seed: int = 0) -> None:
+                 activation: str = "relu", sparse: bool = True, init_std: float = 1e-2) -> None:
         self.hidden_dims, self.dropout, self.batch_norm, self.activation = tuple(hidden_dims), dropout, batch_norm, activation
-        super().__init__(features, embedding_dim=embedding_dim, sparse=sparse, init_std=init_std, seed=seed)
+        super().__init__(features, embedding_dim=embedding_dim, sparse=sparse, init_std=init_std)
         self.interaction = FMInteraction()
 
     def build_head(self, num_fields: int, num_dense: int) -> None:
-        with torch.random.fork_rng(devices=[]):  # seeded DNN init, global RNG state restored
-            torch.manual_seed(self.seed)
-            self.dnn = MLP(num_fields * self.embedding_dim + num_dense, self.hidden_dims, out_dim=1,
-                           activation=self.activation, dropout=self.dropout, batch_norm=self.batch_norm)
+        self.dnn = MLP(num_fields * self.embedding_dim + num_dense, self.hidden_dims, out_dim=1,
+                       activation=self.activation, dropout=self.dropout, batch_norm=self.batch_norm)
 
     def predict(self, batch: dict[str, Tensor]) -> Tensor:
         first, embeddings = self.embed(batch)  # (B,), (B, F, D)

@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 
 from recsys.errors import ConfigError, DataError
-from recsys.models.als import keyed, pick_device
+from recsys.models.als import keyed
 from recsys.models.base import Recommender
 
 if TYPE_CHECKING:
@@ -27,6 +27,7 @@ class EASE(Recommender):
     ``B`` minimizes ``||X - X B||^2 + reg ||B||^2`` subject to ``diag(B) = 0`` in closed form; the
     scores of a user come from the items in ``history`` (so validation items count at test time).
     Memory and time are ``O(N^2)`` and ``O(N^3)``: for catalogues up to a few ten thousand items.
+    ``prepare`` solves on the device the model is on (``model.to(device)`` first).
 
     >>> import polars as pl
     >>> from recsys.data.frame import from_frame
@@ -39,7 +40,7 @@ class EASE(Recommender):
     torch.Size([2, 3])
     """
 
-    def __init__(self, num_items: int, reg: float = 500.0, values: str = "ones", device: str = "auto") -> None:
+    def __init__(self, num_items: int, reg: float = 500.0, values: str = "ones") -> None:
         super().__init__()
         if not isinstance(num_items, int) or num_items <= 0:
             raise ConfigError(f"num_items must be a positive int, got {num_items!r}", where="EASE", fix="set model.module.num_items > 0")
@@ -47,18 +48,18 @@ class EASE(Recommender):
             raise ConfigError(f"reg must be > 0, got {reg}", where="EASE", fix="set model.module.reg > 0 (e.g. 500)")
         if values not in ("ones", "ratings"):
             raise ConfigError(f"unknown values={values!r}", where="EASE", fix="values: ones|ratings")
-        self.num_items, self.reg, self.values, self.device_name = num_items, reg, values, device
+        self.num_items, self.reg, self.values = num_items, reg, values
         self.register_buffer("weights", torch.zeros(num_items, num_items))  # (N, N) = B
         self._history: tuple[int, Tensor] | None = None
 
-    def prepare(self, train: Interactions) -> None:
+    def prepare(self, train: Interactions, generator: torch.Generator | None = None) -> None:
+        """Solve for ``B`` on ``self.device`` (deterministic: ``generator`` is unused)."""
         if train.num_interactions == 0:
             raise DataError("the training split has no interactions", where=f"EASE.prepare({train.name!r})")
         if train.num_items != self.num_items:
             raise DataError(f"data has {train.num_items} items, model {self.num_items}", where="EASE.prepare",
                             fix="build the model with the dataset's num_items")
-        device = pick_device(self.device_name)
-        x = self._matrix(train).to(device)  # (U, N) sparse
+        x = self._matrix(train).to(self.device)  # (U, N) sparse
         gram = (x.T @ x).to_dense() if x.is_sparse else x.T @ x  # (N, N)
         gram.diagonal().add_(self.reg)
         factor, info = torch.linalg.cholesky_ex(gram.double() if self.num_items <= 4096 else gram)
@@ -67,7 +68,7 @@ class EASE(Recommender):
         p = torch.cholesky_inverse(factor).float()  # (N, N)
         b = p / -p.diagonal().unsqueeze(0)  # B_ij = -P_ij / P_jj
         b.diagonal().zero_()
-        self.weights = b.to(self.weights.device)
+        self.weights.copy_(b)
         self._history = None
         log.info("EASE: %d items, reg %g", self.num_items, self.reg)
 

@@ -1,9 +1,11 @@
 """Item2vec (Barkan & Koenigstein 2016): skip-gram with negative sampling over users' item sequences.
 
-Training is :class:`recsys.estimators.word2vec.Word2Vec` on the training split's per-user
-sequences (no Trainer epochs: ``batches`` and ``optimizer`` are null in the config). A user's
-next items are scored by cosine similarity to the mean unit vector of their ``last_n`` most
-recent history items; items never seen in training (or below ``min_count``) score ``-inf``.
+The model holds the item vectors (buffers, so they are in ``state_dict``) and scores; fitting is the
+SGNS engine (``recsys.training.sgns.SGNSEngine``, named under ``engine:`` in the config; no Trainer
+epochs: ``batches`` and ``optimizer`` are null), which reads the word2vec hyperparameters below and
+writes the vectors with :meth:`Item2Vec.set_vectors`. A user's next items are scored by cosine
+similarity to the mean unit vector of their ``last_n`` most recent history items; items never seen
+in training (or below ``min_count``) score ``-inf``.
 """
 
 from __future__ import annotations
@@ -11,17 +13,16 @@ from __future__ import annotations
 import weakref
 from typing import TYPE_CHECKING
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from recsys.errors import ConfigError
-from recsys.estimators.word2vec import Word2Vec
+from recsys.errors import ConfigError, DataError
 from recsys.models.base import Recommender
 
 if TYPE_CHECKING:
     from recsys.data.interactions import Interactions
+    from recsys.data.vocabulary import Vocabulary
     from recsys.embeddings.table import KeyedEmbedding
 
 
@@ -30,12 +31,11 @@ class Item2Vec(Recommender):
 
     >>> import polars as pl
     >>> from recsys.data.frame import from_frame
-    >>> rows = pl.DataFrame({"user": [0, 0, 0, 1, 1, 1], "item": [1, 2, 3, 1, 2, 3], "timestamp": [0, 1, 2, 0, 1, 2]})
-    >>> data = from_frame(rows)
-    >>> model = Item2Vec(num_items=3, vector_size=8, epochs=2, sample=0.0)
-    >>> model.prepare(data)
-    >>> model.score_users(torch.tensor([0, 1]), history=data).shape
-    torch.Size([2, 3])
+    >>> data = from_frame(pl.DataFrame({"user": [0, 0, 1, 1], "item": [1, 2, 2, 3], "timestamp": [0, 1, 0, 1]}))
+    >>> model = Item2Vec(num_items=3, vector_size=2)
+    >>> model.set_vectors(torch.tensor([0, 1]), torch.tensor([[1.0, 0.0], [0.8, 0.6]]))  # item 2 untrained
+    >>> model.score_users(torch.tensor([0]), history=data)  # user 0's last item: index 1
+    tensor([[0.8000, 1.0000,   -inf]])
     """
 
     def __init__(
@@ -54,9 +54,6 @@ class Item2Vec(Recommender):
         shrink_windows: bool = True,
         basket: bool = False,
         batch_size: int = 256,
-        workers: int = 2,
-        seed: int = 1,
-        device: str = "auto",
         last_n: int = 1,
     ) -> None:
         super().__init__()
@@ -64,28 +61,30 @@ class Item2Vec(Recommender):
             raise ConfigError(f"num_items must be positive, got {num_items}", where="Item2Vec", fix="set model.module.num_items > 0")
         if last_n < 1:
             raise ConfigError(f"last_n must be >= 1, got {last_n}", where="Item2Vec", fix="set model.module.last_n to 1 (the last item) or more")
+        for name, value in (("vector_size", vector_size), ("window", window), ("negative", negative), ("epochs", epochs),
+                            ("batch_size", batch_size), ("min_count", min_count)):
+            if int(value) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {value}", where="Item2Vec", fix=f"set model.module.{name} to a positive integer")
         self.num_items, self.last_n = num_items, last_n
-        self.word2vec = Word2Vec(
-            vector_size=vector_size, window=window, negative=negative, sg=sg, min_count=min_count, sample=sample,
-            epochs=epochs, alpha=alpha, min_alpha=min_alpha, ns_exponent=ns_exponent, shrink_windows=shrink_windows,
-            basket=basket, batch_size=batch_size, workers=workers, seed=seed, device=device,
-        )
+        self.vector_size, self.window, self.negative, self.sg, self.min_count = vector_size, window, negative, sg, min_count
+        self.sample, self.epochs, self.alpha, self.min_alpha, self.ns_exponent = sample, epochs, alpha, min_alpha, ns_exponent
+        self.shrink_windows, self.basket, self.batch_size = shrink_windows, basket, batch_size
         self.register_buffer("item_vectors", torch.zeros(num_items, vector_size))  # (N, D), rows of unknown items are zero
         self.register_buffer("known", torch.zeros(num_items, dtype=torch.bool))  # (N,)
-        self.item_ids: np.ndarray | None = None  # original ids of the item indices, set by prepare
         self._recent: tuple[weakref.ref, Tensor] | None = None
 
-    def prepare(self, train: Interactions) -> None:
-        """Train word2vec on the training sequences; keys are item indices 0..N-1."""
-        self.word2vec.fit(train.frame.select("user", "item"))  # rows sorted by (user, time): one sentence per user
-        wv = self.word2vec.wv
-        rows = torch.tensor(wv.index_to_key, dtype=torch.long)
-        self.item_vectors.zero_()
-        self.known.zero_()
-        self.item_vectors[rows.to(self.item_vectors.device)] = wv.table.to(self.item_vectors)
-        self.known[rows.to(self.known.device)] = True
-        ids = train.items.ids
-        self.item_ids = ids.to_numpy().astype(np.int64) if ids.dtype.is_integer() else None
+    def set_vectors(self, rows: Tensor, vectors: Tensor) -> None:
+        """Make ``vectors (V, D)`` the vectors of item indices ``rows (V,)``; every other item becomes unknown."""
+        if vectors.shape != (len(rows), self.vector_size):
+            raise DataError(f"vectors {tuple(vectors.shape)} do not fit {len(rows)} rows of size {self.vector_size}",
+                            where="Item2Vec.set_vectors", fix="pass one vector_size row per item index")
+        rows = rows.to(self.item_vectors.device)
+        with torch.no_grad():
+            self.item_vectors.zero_()
+            self.known.zero_()
+            self.item_vectors[rows] = vectors.to(self.item_vectors)
+            self.known[rows] = True
+        self._recent = None
 
     def _recent_items(self, history: Interactions) -> Tensor:
         """``(num_users, last_n)`` most recent history items (index + 1, 0 = none), cached per history."""
@@ -101,10 +100,12 @@ class Item2Vec(Recommender):
         scores = F.normalize(query, dim=1) @ unit.T  # (B, N)
         return scores.masked_fill(~self.known, -torch.inf)
 
-    def item_embedding(self, freeze: bool = True) -> KeyedEmbedding:
-        """The item table as a :class:`KeyedEmbedding` keyed by original item ids (item indices when not integers),
+    def item_embeddings(self, items: Vocabulary, freeze: bool = True) -> KeyedEmbedding:
+        """The item vectors as a :class:`KeyedEmbedding` keyed by the original ids of ``items`` (``data.items``),
         e.g. to initialize another model's item table; items unseen in training have zero rows."""
         from recsys.embeddings.table import KeyedEmbedding
 
-        ids = self.item_ids if self.item_ids is not None else np.arange(self.num_items)
-        return KeyedEmbedding.from_pretrained(self.item_vectors.cpu(), ids=ids, freeze=freeze)
+        if len(items) != self.num_items:
+            raise DataError(f"vocabulary has {len(items)} ids but the model {self.num_items} items", where="Item2Vec.item_embeddings",
+                            fix="pass the vocabulary of the data the model was built for (data.items)")
+        return KeyedEmbedding.from_pretrained(self.item_vectors.cpu(), ids=items.ids.to_numpy().copy(), freeze=freeze)

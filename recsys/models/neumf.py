@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from recsys.errors import CheckpointError, ConfigError
+from recsys.errors import ConfigError
 from recsys.models.als import keyed
 from recsys.models.base import Recommender
 
@@ -43,9 +42,9 @@ class MLPTower(nn.Module):
 class NeuMF(Recommender):
     """GMF (``p_u * q_i``) and MLP towers with separate embeddings, concatenated into one logit.
 
-    ``mode="gmf"`` or ``"mlp"`` trains one tower alone (the paper's pretraining); with
-    ``pretrained_gmf`` and ``pretrained_mlp`` (checkpoints of such runs), ``prepare`` initializes the
-    fused model from them, the output layer weighted ``alpha`` / ``1 - alpha``. Trained with binary
+    ``mode="gmf"`` or ``"mlp"`` trains one tower alone (the paper's pretraining); :meth:`load_pretrained`
+    initializes the fused model from two such models, the output layer weighted ``alpha`` / ``1 - alpha``
+    (reading their checkpoints is ``recsys.training.pretrained.NeuMFPretrained``'s job). Trained with binary
     cross-entropy on each positive and its sampled negatives (batches of ``PairwiseBatches``).
 
     >>> model = NeuMF(num_users=4, num_items=6, gmf_dim=4, mlp_dim=4, layers=(8, 4))
@@ -64,9 +63,6 @@ class NeuMF(Recommender):
         dropout: float = 0.0,
         mode: str = "neumf",
         init_std: float = 0.01,
-        pretrained_gmf: str | None = None,
-        pretrained_mlp: str | None = None,
-        alpha: float = 0.5,
     ) -> None:
         super().__init__()
         layers = list(layers)
@@ -75,14 +71,10 @@ class NeuMF(Recommender):
                 raise ConfigError(f"{name} must be a positive int, got {value!r}", where="NeuMF", fix=f"set model.module.{name} > 0")
         if not layers or any(int(n) <= 0 for n in layers):
             raise ConfigError(f"layers must be positive sizes, got {layers}", where="NeuMF", fix="e.g. layers: [64, 32, 16]")
-        if mode not in _MODES or not 0.0 <= dropout < 1.0 or not 0.0 <= alpha <= 1.0:
-            raise ConfigError(f"invalid mode={mode!r}, dropout={dropout} or alpha={alpha}", where="NeuMF",
-                              fix=f"mode in {_MODES}, 0 <= dropout < 1, 0 <= alpha <= 1")
-        if (pretrained_gmf is None) != (pretrained_mlp is None) or (pretrained_gmf is not None and mode != "neumf"):
-            raise ConfigError("pretraining needs both pretrained_gmf and pretrained_mlp, with mode=neumf", where="NeuMF")
+        if mode not in _MODES or not 0.0 <= dropout < 1.0:
+            raise ConfigError(f"invalid mode={mode!r} or dropout={dropout}", where="NeuMF", fix=f"mode in {_MODES}, 0 <= dropout < 1")
         self.num_users, self.num_items, self.mode = num_users, num_items, mode
         self.gmf_dim, self.mlp_dim, self.layers, self.dropout = gmf_dim, mlp_dim, layers, dropout
-        self.pretrained_gmf, self.pretrained_mlp, self.alpha = pretrained_gmf, pretrained_mlp, alpha
         self.gmf_user = nn.Embedding(num_users, gmf_dim)
         self.gmf_item = nn.Embedding(num_items, gmf_dim)
         self.mlp_user = nn.Embedding(num_users, mlp_dim)
@@ -143,11 +135,19 @@ class NeuMF(Recommender):
         return scores
 
     # pretraining (Section 3.4.1 of the paper) --------------------------------------------------------
-    def load_pretrained(self, gmf: NeuMF, mlp: NeuMF, alpha: float | None = None) -> None:
+    def tower(self, mode: str) -> NeuMF:
+        """A fresh ``mode="gmf"`` or ``"mlp"`` model of this model's sizes, to load a pretraining run's weights into."""
+        if mode not in ("gmf", "mlp"):
+            raise ConfigError(f"a tower is mode gmf or mlp, not {mode!r}", where="NeuMF.tower")
+        return NeuMF(self.num_users, self.num_items, self.gmf_dim, self.mlp_dim, self.layers, mode=mode)
+
+    def load_pretrained(self, gmf: NeuMF, mlp: NeuMF, alpha: float = 0.5) -> None:
         """Copy the towers of a trained ``mode="gmf"`` and ``mode="mlp"`` model; head = [alpha h_gmf, (1-alpha) h_mlp]."""
-        alpha = self.alpha if alpha is None else alpha
         if gmf.mode != "gmf" or mlp.mode != "mlp" or self.mode != "neumf":
-            raise ConfigError("load_pretrained needs a gmf-mode and an mlp-mode model into a neumf-mode one", where="NeuMF")
+            raise ConfigError("load_pretrained needs a gmf-mode and an mlp-mode model into a neumf-mode one", where="NeuMF",
+                              fix="pretrain with model.module.mode=gmf and mode=mlp, then fit mode=neumf")
+        if not 0.0 <= alpha <= 1.0:
+            raise ConfigError(f"alpha must be in [0, 1], got {alpha}", where="NeuMF.load_pretrained", fix="e.g. alpha=0.5 (the paper's)")
         with torch.no_grad():
             self.gmf_user.load_state_dict(gmf.gmf_user.state_dict())
             self.gmf_item.load_state_dict(gmf.gmf_item.state_dict())
@@ -156,20 +156,6 @@ class NeuMF(Recommender):
             self.mlp.load_state_dict(mlp.mlp.state_dict())
             self.head.weight.copy_(torch.cat([alpha * gmf.head.weight, (1 - alpha) * mlp.head.weight], dim=1))
             self.head.bias.copy_(alpha * gmf.head.bias + (1 - alpha) * mlp.head.bias)
-
-    def _tower(self, path: str, mode: str) -> NeuMF:
-        tower = NeuMF(self.num_users, self.num_items, self.gmf_dim, self.mlp_dim, self.layers, mode=mode)
-        try:  # weights only: a crafted pickle must not run code (a path in a config is user input)
-            state = torch.load(Path(path), map_location="cpu", weights_only=True)
-            tower.load_state_dict(state.get("model", state) if isinstance(state, dict) else state)
-        except Exception as error:  # torch raises many types for damaged or non-weights-only files
-            raise CheckpointError(f"cannot load the pretrained {mode} model ({type(error).__name__}: {error})", where=path,
-                                  fix=f"pass the checkpoint.pt of a run with model.module.mode={mode} and the same sizes") from None
-        return tower
-
-    def prepare(self, train: Interactions) -> None:
-        if self.pretrained_gmf is not None and self.pretrained_mlp is not None:
-            self.load_pretrained(self._tower(self.pretrained_gmf, "gmf"), self._tower(self.pretrained_mlp, "mlp"))
 
     def user_embeddings(self, users: Vocabulary) -> KeyedEmbedding:
         """``[gmf | mlp]`` user embeddings keyed by original user id."""

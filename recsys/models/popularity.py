@@ -32,9 +32,10 @@ class Popularity(Recommender):
         self.num_items = num_items
         self.register_buffer("item_counts", torch.zeros(num_items))
 
-    def prepare(self, train: Interactions) -> None:
-        counts = torch.bincount(train.item_index, minlength=self.num_items)
-        self.item_counts.copy_(counts.to(self.item_counts))
+    def prepare(self, train: Interactions, generator: torch.Generator | None = None) -> None:
+        """Count each item's training interactions on ``self.device``."""
+        counts = torch.bincount(train.item_index.to(self.item_counts.device), minlength=self.num_items)
+        self.item_counts.copy_(counts)
 
     def score_users(self, users: Tensor, history: Interactions | None) -> Tensor:
         return self.item_counts.unsqueeze(0).repeat(users.shape[0], 1)  # (B, N)

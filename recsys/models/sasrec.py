@@ -69,7 +69,7 @@ class SequentialRecommender(Recommender):
     history_len: int
     items_: Vocabulary | None = None
 
-    def prepare(self, train: Interactions) -> None:
+    def prepare(self, train: Interactions, generator: torch.Generator | None = None) -> None:
         self.items_ = train.items
 
     def score_sequences(self, sequences: Tensor) -> Tensor:

@@ -1,10 +1,10 @@
-"""Masked-language-model pretraining (BERT) of :class:`BertEncoder` from scratch on item texts.
+"""Masked-language-model (BERT) pieces for pretraining :class:`BertEncoder` from scratch on item texts.
 
 ``mask_tokens`` (15% of real, non-special tokens; of those 80% -> [MASK], 10% -> a random token,
 10% unchanged; label -100 elsewhere) -> ``MLMBatches`` (shuffled, re-masked every epoch, seeded) ->
 ``MaskedLanguageModel.loss`` (cross-entropy on the masked positions only, decoder tied to the token
-embeddings). Train it with ``recsys.training.Trainer`` (progress bar; the loss curve is
-``FitResult.history``), or with :func:`pretrain_mlm`, which does exactly that.
+embeddings). The recipe that fits them with the shared Trainer is
+:func:`recsys.training.mlm.pretrain_mlm` (text is a leaf: it imports no training code).
 """
 
 from __future__ import annotations
@@ -16,11 +16,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from recsys.errors import ConfigError
-from recsys.models.base import Recommender
 from recsys.text.encoder import BertEncoder
 from recsys.text.tokenizer import TextTokenizer
 
-__all__ = ["IGNORE_INDEX", "MLMBatches", "MaskedLanguageModel", "mask_tokens", "pretrain_mlm"]
+__all__ = ["IGNORE_INDEX", "MLMBatches", "MaskedLanguageModel", "mask_tokens"]
 
 IGNORE_INDEX = -100
 
@@ -97,11 +96,11 @@ class MLMBatches:
             yield {"input_ids": inputs, "attention_mask": self.attention_mask[rows, :width], "labels": labels}
 
 
-class MaskedLanguageModel(Recommender):
+class MaskedLanguageModel(nn.Module):
     """Encoder + BERT's MLM head (dense, GELU, LayerNorm, decoder tied to the token embeddings).
 
-    A :class:`~recsys.models.base.Recommender` only for the ``loss(batch)`` training contract, so
-    the shared Trainer fits it; it ranks no items.
+    ``loss(batch)`` (also ``forward``) is the training objective; :func:`recsys.training.mlm.pretrain_mlm`
+    fits it with the shared Trainer. It ranks no items.
 
     >>> model = MaskedLanguageModel(BertEncoder(vocab_size=12, dim=8, num_layers=1, num_heads=2, max_len=8))
     >>> batch = {"input_ids": torch.tensor([[2, 4, 6, 3]]), "labels": torch.tensor([[-100, 5, -100, -100]])}
@@ -126,39 +125,5 @@ class MaskedLanguageModel(Recommender):
         logits = h @ self.encoder.embeddings.word.weight.T + self.bias  # (M, V)
         return F.cross_entropy(logits, labels[selected])
 
-
-def pretrain_mlm(
-    texts: Sequence[str],
-    tokenizer: TextTokenizer,
-    encoder: BertEncoder,
-    epochs: int = 5,
-    batch_size: int = 64,
-    lr: float = 1e-3,
-    weight_decay: float = 0.01,
-    probability: float = 0.15,
-    max_length: int = 64,
-    seed: int = 0,
-    device: str = "auto",
-    progress: bool = True,
-):
-    """Fit ``encoder`` in place with the MLM loss using the shared Trainer; returns its ``FitResult``
-    (``history`` rows ``{"epoch", "loss", "seconds"}`` are the loss curve).
-
-    >>> tok = TextTokenizer.train(["red apple", "green apple", "red car"] * 5, vocab_size=50)
-    >>> enc = BertEncoder(tok.vocab_size, dim=8, num_layers=1, num_heads=2, max_len=16)
-    >>> result = pretrain_mlm(["red apple", "green apple", "red car"] * 5, tok, enc, epochs=2, progress=False)
-    >>> [row["epoch"] for row in result.history]
-    [1, 2]
-    """
-    from functools import partial
-
-    from recsys.training.trainer import Trainer  # the library loop; imported lazily (text -> training is one-way)
-
-    batches = MLMBatches(texts, tokenizer, batch_size, probability, max_length, seed)
-    trainer = Trainer(epochs=epochs, device=device, mixed_precision=True, patience=None, progress=progress, tensorboard=False)
-    with torch.random.fork_rng(devices=[]):  # dropout and the head's init draw from a seeded, private stream
-        torch.manual_seed(seed)
-        model = MaskedLanguageModel(encoder)
-        result = trainer.fit(model, batches, partial(torch.optim.AdamW, lr=lr, weight_decay=weight_decay))
-    encoder.eval()
-    return result
+    def forward(self, batch: dict[str, Tensor]) -> Tensor:
+        return self.loss(batch)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import polars as pl
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
 from recsys.cli.config_dir import config_dir
-from recsys.cli.experiment import fill_data_sizes
+from recsys.cli.experiment import factory
+from recsys.data import from_frame
 from recsys.models import Recommender
 
 CONF = config_dir()
@@ -32,9 +34,16 @@ def test_config_dir_is_the_checkout_conf() -> None:
 @pytest.mark.parametrize("model", options("model"))
 def test_every_model_config_instantiates(model: str) -> None:
     cfg = compose_with(f"model={model}")
-    module = instantiate(fill_data_sizes(cfg.model.module, {"num_users": 7, "num_items": 11}))
+    extra = {}
+    if "features" in cfg.model.module:  # CTR models take the one fitted pipeline of the features group
+        data = from_frame(pl.DataFrame({"user": [1, 2, 3], "item": [5, 6, 5], "rating": [4.0, 2.0, 5.0]}))
+        extra["features"] = instantiate(cfg.features).fit(data)
+    module = factory(cfg.model.module, "model.module", {"num_users": 7, "num_items": 11})(**extra)
     assert isinstance(module, Recommender)
-    assert set(cfg.model) == {"module", "batches", "optimizer"}
+    assert {"module", "batches", "optimizer"} <= set(cfg.model) <= {"module", "batches", "optimizer", "engine"}
+    if cfg.model.get("engine") is not None:
+        engine = instantiate(cfg.model.engine)
+        assert callable(getattr(engine, "fit", None))
     if cfg.model.optimizer is not None:
         optimizer = instantiate(cfg.model.optimizer)(module.parameters())
         assert optimizer.param_groups

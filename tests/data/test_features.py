@@ -1,4 +1,5 @@
-"""Feature pipeline: vocabularies from train only, OOV at transform, bags, numeric fields, errors; CTR batches."""
+"""Feature pipeline: vocabularies from train only, OOV at transform, bags, numeric fields, errors, JSON round trip;
+CTR batches read one fitted pipeline and never refit it."""
 
 from __future__ import annotations
 
@@ -7,10 +8,11 @@ import polars as pl
 import pytest
 import torch
 
-from recsys.data.ctr_batches import CTRBatches, FeatureBatches, ctr_frame
+from recsys.data.ctr_batches import CTRBatches, FeatureBatches
 from recsys.data.features import CategoricalFeature, FeaturePipeline, MultiCategoricalFeature, NumericFeature
+from recsys.data.fields import FieldSpec, ctr_frame
 from recsys.data.frame import from_frame
-from recsys.errors import DataError
+from recsys.errors import ConfigError, DataError
 
 TRAIN = pl.DataFrame({
     "user": [1, 1, 2, 3, 3, 3],
@@ -39,7 +41,8 @@ def test_vocabularies_are_fit_on_train_only_and_unseen_values_map_to_oov() -> No
     assert enc.ids[:, 2].tolist() == [1, 2]
     mean, std = torch.tensor([10.0, 20, 30, 40, 60]).mean(), torch.tensor([10.0, 20, 30, 40, 60]).std(unbiased=False)
     assert torch.allclose(enc.dense[:, 0], torch.tensor([(35 - mean) / std, 0.0]))
-    fields = pipe.embedding_fields(8)
+    fields = pipe.field_specs()
+    assert all(isinstance(f, FieldSpec) for f in fields) and [f.multi_valued for f in fields] == [False, False, False, True]
     assert [(f.name, f.num_embeddings, f.oov_row, f.pooling) for f in fields] == [
         ("user", 3, True, "none"), ("city", 1, True, "none"), ("age", 2, True, "none"), ("genres", 3, True, "mean")]
     assert pipe.num_dense == 1 and pipe.feature_names == ["user", "city", "age", "genres", "age_dense"]
@@ -125,10 +128,52 @@ def test_ctr_batches_label_and_join_user_and_item_features() -> None:
     data.item_features = pl.DataFrame({"item": [0, 1], "genres": [["a"], ["a", "b"]]})
     frame = ctr_frame(data)
     assert frame.columns == ["user", "item", "gender", "genres"]
-    pipe = FeaturePipeline([CategoricalFeature("gender"), MultiCategoricalFeature("genres")])
-    batch = next(iter(CTRBatches(data, pipe, label_threshold=4.0, batch_size=8, shuffle=False)))
+    pipe = FeaturePipeline([CategoricalFeature("gender"), MultiCategoricalFeature("genres")], label_threshold=4.0)
+    with pytest.raises(ConfigError, match="fitted FeaturePipeline"):  # batches never fit the pipeline themselves
+        CTRBatches(data, pipe)
+    pipe.fit(data)  # an Interactions: its ctr_frame
+    batch = next(iter(CTRBatches(data, pipe, batch_size=8, shuffle=False)))
     assert batch["labels"].tolist() == [1.0, 0.0, 1.0]
-    assert pipe.fitted and batch["bag_offsets"].tolist() == [0, 1, 3, 4]
+    assert batch["bag_offsets"].tolist() == [0, 1, 3, 4]
+    pipe.label_threshold = 5.0  # the one threshold lives on the shared pipeline
+    assert next(iter(CTRBatches(data, pipe, batch_size=8, shuffle=False)))["labels"].tolist() == [0.0, 0.0, 1.0]
+
+
+def test_ctr_batches_use_the_fitted_pipeline_without_refitting() -> None:
+    data = from_frame(pl.DataFrame({"user": [10, 10, 20, 30], "item": [5, 6, 5, 7], "rating": [4.0, 3.5, 5.0, 1.0]}))
+    train = data.with_frame(data.frame.filter(pl.col("user") < 2))  # users 10, 20
+    pipe = FeaturePipeline([CategoricalFeature("user"), CategoricalFeature("item")]).fit(train)
+    vocabularies = [f.vocabulary_ for f in pipe.features_]
+    batch = next(iter(CTRBatches(data, pipe, batch_size=8, shuffle=False)))
+    assert [f.vocabulary_ for f in pipe.features_] == vocabularies  # the same objects: nothing refit
+    assert batch["ids"][:, 0].tolist()[-1] == 2  # user 30 is unseen at fit: the OOV row
+
+
+def test_to_dict_from_dict_and_save_load_rebuild_the_fitted_pipeline_exactly(tmp_path) -> None:
+    import json
+
+    frame = TRAIN.with_columns(pl.Series("flag", [True, False, True, True, None, False]),
+                               pl.Series("small", [1, 2, 3, 4, 5, 6], dtype=pl.Int16), pl.col("city").cast(pl.Categorical))
+    pipe = FeaturePipeline([*pipeline().features, CategoricalFeature("flag"), NumericFeature("small", num_buckets=3),
+                            CategoricalFeature("city3", column="city", prefix_length=1), CategoricalFeature("absent", required=False),
+                            MultiCategoricalFeature("genres_csv", column="csv", separator=",", pooling="sum", required=False)],
+                           label_threshold=3.5).fit(frame)
+    state = pipe.to_dict()
+    assert json.loads(json.dumps(state)) == state  # plain JSON values
+    test = frame.vstack(pl.DataFrame({"user": [99], "city": ["zzz"], "genres": [["new", "x"]], "age": [33.3], "flag": [None],
+                                      "small": [9]}, schema=frame.schema))
+    for rebuilt in (FeaturePipeline.from_dict(state), FeaturePipeline.load(pipe.save(tmp_path / "features.json"))):
+        assert rebuilt.label_threshold == 3.5 and rebuilt.feature_names == pipe.feature_names
+        assert rebuilt.field_specs() == pipe.field_specs() and rebuilt.num_dense == pipe.num_dense
+        a, b = pipe.transform(test), rebuilt.transform(test)
+        for x, y in zip((a.ids, a.bag_values, a.bag_lengths, a.dense), (b.ids, b.bag_values, b.bag_lengths, b.dense)):
+            assert x.dtype == y.dtype and torch.equal(x, y)
+        with pytest.raises(DataError, match="was Int64 when the pipeline was fit"):  # the fit dtype is restored too
+            rebuilt.transform(test.with_columns(pl.col("user").cast(pl.String)))
+    unfitted = FeaturePipeline.from_dict(pipeline().to_dict())
+    assert not unfitted.fitted and unfitted.to_dict() == pipeline().to_dict()  # declarations only
+    with pytest.raises(DataError, match="format"):
+        FeaturePipeline.from_dict({**state, "format_version": 99})
 
 
 def test_ml100k_vocabularies_come_from_the_training_split(shared_datasets) -> None:
@@ -138,9 +183,10 @@ def test_ml100k_vocabularies_come_from_the_training_split(shared_datasets) -> No
     data = load_dataset("ml-100k", root=str(shared_datasets / "ml-100k"))
     split = random_split(data, (0.8, 0.1, 0.1), seed=0)
     pipe = FeaturePipeline([CategoricalFeature("item"), MultiCategoricalFeature("genres"), CategoricalFeature("zip", prefix_length=3)])
+    pipe.fit(split.train)
     CTRBatches(split.train, pipe)
     train_items = set(split.train.item_index.unique().tolist())
-    assert pipe.embedding_fields(4)[0].num_embeddings == len(train_items)
+    assert pipe.field_specs()[0].num_embeddings == len(train_items)
     test_rows = pipe.transform(ctr_frame(split.test)).ids[:, 0]
     unseen = torch.tensor([i not in train_items for i in split.test.item_index.tolist()])
     assert unseen.any() and bool((test_rows[unseen] == len(train_items)).all()) and bool((test_rows[~unseen] < len(train_items)).all())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from recsys.benchmarks.embeddings import field_sizes, main, zipf_batches
@@ -14,6 +15,7 @@ def test_field_sizes_and_zipf_batches():
     assert batches.shape == (2, 64, 26) and bool((batches < torch.tensor(sizes)).all())
 
 
+@pytest.mark.slow
 def test_bench_prints_table(capsys):
     assert main(["--fields", "4", "--rows", "2000", "--dims", "8", "--batch", "64", "--steps", "2", "--warmup", "1", "--device", "cpu"]) == 0
     out = capsys.readouterr().out

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 import torch
 
 from recsys.embeddings import collision_report, hash_ids, hash_strings
@@ -24,6 +25,7 @@ def _in_subprocess(hash_seed: str) -> str:
     return done.stdout.strip()
 
 
+@pytest.mark.slow
 def test_hashes_are_identical_across_processes_with_different_hash_seeds():
     first, second = _in_subprocess("1"), _in_subprocess("12345")
     assert first == second

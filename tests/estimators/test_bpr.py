@@ -1,4 +1,4 @@
-"""Hogwild BPR estimator: implicit's per-triple update, planted structure, skipped negatives, errors."""
+"""Hogwild BPR (the engine and its implicit-style facade): implicit's per-triple update, planted structure, skipped negatives, errors."""
 
 from __future__ import annotations
 
@@ -8,8 +8,10 @@ import pytest
 import torch
 
 from recsys.errors import ConfigError, DataError
-from recsys.estimators import hogwild
-from recsys.estimators.bpr import BayesianPersonalizedRanking, _bpr_step
+from recsys.estimators.bpr import BayesianPersonalizedRanking
+from recsys.models.bpr import BPRMF
+from recsys.training import bpr_hogwild, hogwild
+from recsys.training.bpr_hogwild import BPRHogwild, bpr_step
 from tests.models.test_cf_contract import planted, precision_at_3
 
 
@@ -36,7 +38,7 @@ def test_step_equals_implicits_update_on_distinct_rows() -> None:
     expected_users, expected_items = users.clone(), items.clone()
     reference_update(expected_users, expected_items, triples, lr=0.1, reg=0.01)
     u, i, j = (torch.tensor(column) for column in zip(*triples))
-    _bpr_step(users, items, u, i, j, lr=0.1, reg=0.01)
+    bpr_step(users, items, u, i, j, lr=0.1, reg=0.01)
     assert torch.allclose(users, expected_users, atol=1e-6)
     assert torch.allclose(items, expected_items, atol=1e-6)
     assert (users[:, -1] == 1).all()
@@ -82,15 +84,39 @@ def test_empty_data_raises() -> None:
 
 @pytest.mark.parametrize("bitmap", [True, False])
 def test_seen_pairs_membership_matches_a_set(bitmap: bool, monkeypatch: pytest.MonkeyPatch) -> None:
-    from recsys.estimators import bpr
-
     if not bitmap:
-        monkeypatch.setattr(bpr, "_BITMAP_BYTES", 0)
+        monkeypatch.setattr(bpr_hogwild, "_BITMAP_BYTES", 0)
     gen = torch.Generator().manual_seed(0)
     users, items = torch.randint(50, (300,), generator=gen), torch.randint(70, (300,), generator=gen)
-    seen = bpr.SeenPairs(users, items, num_items=70)
+    seen = bpr_hogwild.SeenPairs(users, items, num_items=70)
     assert (seen.words is not None) == bitmap
     query_users, query_items = torch.randint(60, (2000,), generator=gen), torch.randint(70, (2000,), generator=gen)
     pairs = set(zip(users.tolist(), items.tolist()))
     expected = [(u, i) in pairs for u, i in zip(query_users.tolist(), query_items.tolist())]
     assert seen.contains(query_users, query_items).tolist() == expected
+
+
+def test_facade_is_the_bprmf_model_plus_the_engine() -> None:
+    """The estimator trains nothing itself: its model equals the engine run on a BPRMF with the same seed."""
+    data, _, _ = planted()
+    facade = BayesianPersonalizedRanking(factors=4, iterations=5, workers=1, seed=3, device="cpu").fit(data).model_
+    model = BPRMF(data.num_users, data.num_items, embedding_dim=4)
+    BPRHogwild(iterations=5, workers=1).fit_seeded(model, data, device=torch.device("cpu"), seed=3)
+    for name, value in facade.state_dict().items():
+        assert torch.equal(value, model.state_dict()[name]), name
+
+
+def test_engine_from_a_generator_is_reproducible_and_can_continue_from_the_model() -> None:
+    data, train, held = planted()
+    models = []
+    for _ in range(2):
+        model = BPRMF(data.num_users, data.num_items, embedding_dim=8)
+        BPRHogwild(learning_rate=0.1, iterations=150, batch_size=64, workers=1).fit(
+            model, data, device=torch.device("cpu"), generator=torch.Generator().manual_seed(0), progress=False)
+        models.append(model)
+    assert torch.equal(models[0].item_bias.weight, models[1].item_bias.weight)
+    assert precision_at_3(models[0], data, train, held) > 0.9
+    before = models[0].user_embedding.weight.clone()
+    BPRHogwild(iterations=1, workers=1, init="model").fit(models[0], data, device=torch.device("cpu"), generator=torch.Generator(), progress=False)
+    assert (models[0].user_embedding.weight - before).abs().max() < 0.1  # a small step from where it was, not a restart
+    assert precision_at_3(models[0], data, train, held) > 0.9

@@ -15,7 +15,8 @@ from recsys.data.frame import from_frame
 from recsys.data.skipgram import pack_contexts
 from recsys.errors import DataError
 from recsys.estimators.keyed_vectors import KeyedVectors
-from recsys.estimators.word2vec import Word2Vec, _outputs, _sgns_step
+from recsys.estimators.word2vec import Word2Vec
+from recsys.training.sgns import SGNS, outputs, sgns_step
 
 
 def communities(num_sentences: int = 300, size: int = 15, length: int = 8, seed: int = 0) -> list[list[int]]:
@@ -73,7 +74,7 @@ def test_step_equals_sgd_on_the_negative_sampling_loss(sg: int) -> None:
                 expected_in[c] -= lr * grad_mean
     packed, count = pack_contexts(context, num_keys)
     valid = (torch.arange(packed.shape[1]) < count.unsqueeze(1)).float()
-    _sgns_step(w_in, w_out, packed, *_outputs(center, noise), valid, lr, sg=bool(sg))
+    sgns_step(w_in, w_out, packed, *outputs(center, noise), valid, lr, sg=bool(sg))
     assert torch.allclose(w_in, expected_in, atol=1e-5)
     assert torch.allclose(w_out, expected_out, atol=1e-5)
     assert w_in[num_keys].abs().max() == 0
@@ -147,8 +148,8 @@ def test_list_of_strings_is_an_error() -> None:
 
 
 def test_learning_rate_decays_linearly() -> None:
-    model = Word2Vec(alpha=0.05, min_alpha=0.01)
-    assert [model._lr(p) for p in (0.0, 0.5, 1.0)] == pytest.approx([0.05, 0.03, 0.01])
+    engine = SGNS.from_model(Word2Vec(alpha=0.05, min_alpha=0.01))
+    assert [engine.lr(p) for p in (0.0, 0.5, 1.0)] == pytest.approx([0.05, 0.03, 0.01])
 
 
 def test_reads_a_hand_written_word2vec_text_file(tmp_path: Path) -> None:
@@ -238,7 +239,7 @@ def test_init_scale_must_be_positive() -> None:
 
 def test_planted_communities_separate_with_thread_workers(monkeypatch: pytest.MonkeyPatch) -> None:
     """Where there is no fork, the workers are threads on the same tables."""
-    from recsys.estimators import hogwild
+    from recsys.training import hogwild
 
     monkeypatch.setattr(hogwild, "can_fork", lambda: False)
     model = Word2Vec(vector_size=16, window=3, min_count=1, sample=0, epochs=8, seed=0, workers=2, batch_size=8, device="cpu").fit(communities())

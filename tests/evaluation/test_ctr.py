@@ -1,4 +1,4 @@
-"""CTREvaluator: metrics equal scikit-learn's; targets encoded with the model's train-fitted pipeline."""
+"""CTREvaluator: metrics equal scikit-learn's; targets encoded and labelled by the model's train-fitted pipeline."""
 
 from __future__ import annotations
 
@@ -27,14 +27,17 @@ def test_evaluate_model_labels_by_threshold_and_uses_train_vocabularies() -> Non
     frame = pl.DataFrame({"user": [1, 1, 2, 2, 3], "item": [1, 2, 1, 2, 1], "rating": [5.0, 1.0, 4.0, 2.0, 5.0]})
     data = from_frame(frame)
     train = data.with_frame(data.frame.filter(pl.col("user") < 2))  # users 0, 1 (ids 1, 2) only
-    model = LogisticRegression(FeaturePipeline([CategoricalFeature("item")]))
-    model.prepare(train)
+    features = FeaturePipeline([CategoricalFeature("item")], label_threshold=4.0).fit(train)
+    model = LogisticRegression(features)
     with torch.no_grad():  # item 0 (rated high) gets +1, item 1 -1
         model.embeddings.field_weight("item")[:, 0] = torch.tensor([1.0, -1.0, 0.0])
-    result = CTREvaluator(label_threshold=4.0).evaluate_model(model, train, data)
+    result = CTREvaluator().evaluate_model(model, train, data)
     assert result["auc"] == 1.0
     expected = log_loss([1, 0, 1, 0, 1], torch.sigmoid(torch.tensor([1.0, -1, 1, -1, 1])).numpy())
     assert result["logloss"] == pytest.approx(expected, rel=1e-5)
+    features.label_threshold = 5.0  # the one threshold: the evaluator reads it from the shared pipeline
+    expected = log_loss([1, 0, 0, 0, 1], torch.sigmoid(torch.tensor([1.0, -1, 1, -1, 1])).numpy())
+    assert CTREvaluator().evaluate_model(model, train, data)["logloss"] == pytest.approx(expected, rel=1e-5)
 
 
 def test_a_model_without_features_is_refused() -> None:

@@ -33,7 +33,7 @@ def reference(x_other: torch.Tensor, conf: torch.Tensor, pref: torch.Tensor, reg
 def test_cholesky_half_step_equals_direct_solve(confidence: str, values: str) -> None:
     data, dense = data_and_matrix()
     model = ALS(7, 9, factors=3, regularization=0.3, alpha=2.0, confidence=confidence, values=values,
-                solver="cholesky", block_size=3, progress=False)
+                solver="cholesky", block_size=3)
     rows = model.confidences(data)
     r = dense if values == "ratings" else (dense > 0).float()
     conf = torch.where(dense > 0, 2.0 * r if confidence == "implicit" else 1 + 2.0 * r, 1.0)  # (U, N)
@@ -45,7 +45,7 @@ def test_cholesky_half_step_equals_direct_solve(confidence: str, values: str) ->
 
 def test_cg_converges_to_the_direct_solve() -> None:
     data, dense = data_and_matrix(2)
-    model = ALS(7, 9, factors=4, regularization=0.5, alpha=3.0, confidence="hu", solver="cg", cg_steps=30, progress=False)
+    model = ALS(7, 9, factors=4, regularization=0.5, alpha=3.0, confidence="hu", solver="cg", cg_steps=30)
     y = torch.randn(9, 4, generator=torch.Generator().manual_seed(3))
     x = model.solve(model.confidences(data), torch.zeros(7, 4), y)
     conf = torch.where(dense > 0, 4.0, 1.0)
@@ -55,7 +55,7 @@ def test_cg_converges_to_the_direct_solve() -> None:
 def test_item_half_step_and_full_fit_match_cholesky_reference() -> None:
     """After prepare, item factors solve their own normal equations given the final user factors."""
     data, dense = data_and_matrix(4)
-    model = ALS(7, 9, factors=3, regularization=0.2, alpha=4.0, iterations=3, solver="cholesky", progress=False)
+    model = ALS(7, 9, factors=3, regularization=0.2, alpha=4.0, iterations=3, solver="cholesky")
     model.prepare(data)
     conf = torch.where(dense > 0, 4.0, 1.0)
     expected = reference(model.user_factors, conf.T, (dense > 0).float().T, 0.2)
@@ -67,8 +67,23 @@ def test_cuda_matches_cpu() -> None:
     if not torch.cuda.is_available():
         pytest.skip("no CUDA device")
     data, _ = data_and_matrix()
-    cpu = ALS(7, 9, factors=3, iterations=3, device="cpu", progress=False)
-    gpu = ALS(7, 9, factors=3, iterations=3, device="cuda", progress=False)
-    cpu.prepare(data)
-    gpu.prepare(data)
+    cpu = ALS(7, 9, factors=3, iterations=3)
+    gpu = ALS(7, 9, factors=3, iterations=3).to("cuda")
+    cpu.prepare(data, torch.Generator().manual_seed(0))
+    gpu.prepare(data, torch.Generator().manual_seed(0))
+    assert gpu.user_factors.is_cuda
     torch.testing.assert_close(gpu.user_factors.cpu(), cpu.user_factors, rtol=1e-3, atol=1e-4)
+
+
+def test_init_comes_from_the_generator_and_state_dict_round_trips() -> None:
+    data, _ = data_and_matrix()
+    first, second, other = (ALS(7, 9, factors=3, iterations=2) for _ in range(3))
+    first.prepare(data, torch.Generator().manual_seed(5))
+    second.prepare(data, torch.Generator().manual_seed(5))
+    other.prepare(data, torch.Generator().manual_seed(6))
+    assert torch.equal(first.user_factors, second.user_factors)
+    assert not torch.equal(first.user_factors, other.user_factors)
+    clone = ALS(7, 9, factors=3)
+    clone.load_state_dict(first.state_dict())
+    users = torch.arange(7)
+    assert torch.equal(clone.score_users(users, data), first.score_users(users, data))

@@ -25,6 +25,8 @@ from recsys.models.bpr import BPRMF
 from recsys.models.ease import EASE
 from recsys.models.neumf import NeuMF
 from recsys.training import Trainer
+from recsys.training.checkpoint import save_checkpoint
+from recsys.training.pretrained import NeuMFPretrained
 
 MODELS = ["bpr", "biased_mf", "neumf", "als", "ease"]
 
@@ -56,7 +58,7 @@ def test_implicit_models_learn_planted_structure(name: str) -> None:
     torch.manual_seed(0)
     n_users, n_items = train.shape
     if name == "als":
-        model = ALS(n_users, n_items, factors=4, regularization=1.0, alpha=10.0, iterations=10, progress=False)
+        model = ALS(n_users, n_items, factors=4, regularization=1.0, alpha=10.0, iterations=10)
     elif name == "ease":
         model = EASE(n_items, reg=10.0)
     elif name == "bpr":
@@ -114,7 +116,7 @@ def test_rating_eval_config_instantiates() -> None:
 
 
 @pytest.mark.parametrize("make", [
-    lambda n_u, n_i: ALS(n_u, n_i, factors=4, iterations=2, progress=False),
+    lambda n_u, n_i: ALS(n_u, n_i, factors=4, iterations=2),
     lambda n_u, n_i: BiasedMF(n_u, n_i, embedding_dim=4),
     lambda n_u, n_i: NeuMF(n_u, n_i, gmf_dim=4, mlp_dim=4, layers=(8, 4)),
 ])
@@ -141,7 +143,8 @@ def test_ease_embeddings_are_weight_rows() -> None:
 @pytest.mark.parametrize("build", [
     lambda: ALS(5, 5, factors=0), lambda: ALS(5, 5, solver="lu"), lambda: EASE(5, reg=0.0),
     lambda: BiasedMF(5, 5, embedding_dim=0), lambda: BiasedMF(0, 5), lambda: NeuMF(5, 5, gmf_dim=-1),
-    lambda: NeuMF(5, 5, mode="deep"), lambda: NeuMF(5, 5, pretrained_gmf="a.pt"),
+    lambda: NeuMF(5, 5, mode="deep"), lambda: NeuMFPretrained(gmf="a.pt", mlp=""),
+    lambda: NeuMFPretrained(gmf="a.pt", mlp="b.pt", alpha=2.0),
 ])
 def test_bad_hyperparameters_raise_config_errors(build) -> None:
     with pytest.raises(ConfigError):
@@ -159,8 +162,41 @@ def test_explicit_model_on_implicit_data_raises() -> None:
 def test_empty_training_data_raises() -> None:
     data = from_frame(pl.DataFrame({"user": [1, 2], "item": [3, 4], "rating": [1.0, 2.0]}))
     empty = data.with_frame(data.frame.head(0), assume_sorted=True)
-    for model in (ALS(2, 2, factors=2, progress=False), EASE(2), BiasedMF(2, 2)):
+    for model in (ALS(2, 2, factors=2), EASE(2), BiasedMF(2, 2)):
         with pytest.raises(DataError, match="no "):
             model.prepare(empty)
     with pytest.raises(DataError, match="users"):
-        ALS(3, 2, factors=2, progress=False).prepare(data)  # sizes do not match the data
+        ALS(3, 2, factors=2).prepare(data)  # sizes do not match the data
+
+
+def test_neumf_starts_from_pretrained_towers(tmp_path) -> None:
+    torch.manual_seed(0)
+    gmf, mlp = (NeuMF(4, 6, gmf_dim=2, mlp_dim=2, layers=(4, 2), mode=mode) for mode in ("gmf", "mlp"))
+    save_checkpoint(tmp_path / "gmf.pt", {"model": gmf.state_dict(), "epoch": 3})  # a Trainer checkpoint
+    save_checkpoint(tmp_path / "mlp.pt", mlp.state_dict())  # a bare state dict
+    model = NeuMF(4, 6, gmf_dim=2, mlp_dim=2, layers=(4, 2))
+    NeuMFPretrained(gmf=str(tmp_path / "gmf.pt"), mlp=str(tmp_path / "mlp.pt"), alpha=0.25).fit(
+        model, None, device=torch.device("cpu"), generator=torch.Generator(), progress=False)
+    assert torch.equal(model.gmf_item.weight, gmf.gmf_item.weight) and torch.equal(model.mlp_user.weight, mlp.mlp_user.weight)
+    torch.testing.assert_close(model.head.bias, 0.25 * gmf.head.bias + 0.75 * mlp.head.bias)
+    with torch.no_grad():  # the fused logit is alpha * GMF logit + (1 - alpha) * MLP logit
+        users, items = torch.tensor([0, 3]), torch.tensor([5, 1])
+        torch.testing.assert_close(model.logits(users, items), 0.25 * gmf.logits(users, items) + 0.75 * mlp.logits(users, items))
+    wrong = NeuMF(4, 6, gmf_dim=3, mlp_dim=2, layers=(4, 2))
+    with pytest.raises(Exception, match="does not fit"):
+        NeuMFPretrained(gmf=str(tmp_path / "gmf.pt"), mlp=str(tmp_path / "mlp.pt")).fit(
+            wrong, None, device=torch.device("cpu"), generator=torch.Generator(), progress=False)
+
+
+@pytest.mark.parametrize("name", ["als", "ease", "neumf"])
+def test_state_dict_round_trip_gives_the_same_scores(name: str) -> None:
+    data, _, _ = planted(num_users=12, num_items=9, keep=0.9)
+    build = {"als": lambda: ALS(12, 9, factors=3, iterations=2), "ease": lambda: EASE(9, reg=1.0),
+             "neumf": lambda: NeuMF(12, 9, gmf_dim=2, mlp_dim=2, layers=(4, 2))}[name]
+    model = build()
+    model.prepare(data, torch.Generator().manual_seed(1))
+    clone = build()
+    clone.load_state_dict(model.state_dict())
+    users = torch.arange(12)
+    with torch.no_grad():
+        assert torch.equal(clone.score_users(users, data), model.score_users(users, data))

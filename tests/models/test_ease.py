@@ -25,3 +25,13 @@ def test_equals_closed_form_on_tiny_matrix() -> None:
     torch.testing.assert_close(model.weights[others, j].double(), ridge, rtol=1e-5, atol=1e-6)
     scores = model.score_users(torch.tensor([3, 0]), history=data)
     torch.testing.assert_close(scores.double(), x[[3, 0]] @ expected, rtol=1e-5, atol=1e-6)
+
+
+def test_state_dict_round_trip_gives_the_same_scores() -> None:
+    data = from_frame(pl.DataFrame({"user": [0, 0, 1, 1, 2, 2], "item": [0, 1, 1, 2, 0, 2]}))
+    model = EASE(num_items=3, reg=1.0)
+    model.prepare(data)
+    clone = EASE(num_items=3, reg=1.0)
+    clone.load_state_dict(model.state_dict())
+    users = torch.arange(3)
+    assert torch.equal(clone.score_users(users, data), model.score_users(users, data))

@@ -13,6 +13,9 @@ from recsys.embeddings.table import KeyedEmbedding
 from recsys.errors import ConfigError
 from recsys.evaluation.ranking import RankingEvaluator
 from recsys.models.item2vec import Item2Vec
+from recsys.training.sgns import SGNSEngine
+
+CPU = torch.device("cpu")
 
 
 def community_data(num_users: int = 200, size: int = 12, length: int = 10, seed: int = 0) -> Interactions:
@@ -25,11 +28,15 @@ def community_data(num_users: int = 200, size: int = 12, length: int = 10, seed:
     return from_frame(pl.DataFrame({"user": users.numpy(), "item": items.flatten().numpy(), "timestamp": times.numpy()}))
 
 
-def small_model(data: Interactions, **kwargs) -> Item2Vec:
-    settings = dict(vector_size=16, window=3, sample=0.0, epochs=6, workers=1, device="cpu", seed=0) | kwargs
-    model = Item2Vec(num_items=data.num_items, **settings)
-    model.prepare(data)
+def fit(model: Item2Vec, data: Interactions, seed: int = 0, workers: int = 1) -> Item2Vec:
+    model.prepare(data, torch.Generator().manual_seed(seed))
+    SGNSEngine(workers=workers).fit(model, data, device=CPU, generator=torch.Generator().manual_seed(seed), progress=False)
     return model
+
+
+def small_model(data: Interactions, **kwargs) -> Item2Vec:
+    settings = dict(vector_size=16, window=3, sample=0.0, epochs=6) | kwargs
+    return fit(Item2Vec(num_items=data.num_items, **settings), data)
 
 
 def test_next_items_come_from_the_users_community() -> None:
@@ -56,27 +63,51 @@ def test_scores_are_cosine_to_the_mean_of_the_last_items() -> None:
 
 def test_items_unseen_in_training_score_minus_infinity() -> None:
     data = community_data(num_users=40)
-    model = Item2Vec(num_items=data.num_items, vector_size=8, epochs=1, workers=1, device="cpu")
+    model = Item2Vec(num_items=data.num_items, vector_size=8, epochs=1)
     first = data.with_frame(data.frame.filter(pl.col("item") != 0))  # item 0 never trained
-    model.prepare(first)
+    fit(model, first)
     scores = model.score_users(torch.tensor([0, 1]), history=data)
     assert torch.isinf(scores[:, 0]).all() and torch.isfinite(scores[:, 1:]).all()
     assert not model.trainable
 
 
-def test_evaluator_and_item_embedding_export() -> None:
+def test_evaluator_and_item_embeddings_export() -> None:
     data = community_data(num_users=60)
     model = small_model(data)
     metrics = RankingEvaluator(ks=(10,), metrics=("hr",)).evaluate_model(model, data, data)
     assert 0.0 <= metrics["hr@10"] <= 1.0
-    table = model.item_embedding()
+    table = model.item_embeddings(data.items)
     assert isinstance(table, KeyedEmbedding)
     ids = torch.tensor(data.items.ids.to_list()[:3])
     assert torch.allclose(table(ids), model.item_vectors[:3])
-    state = model.state_dict()
+    assert not hasattr(model, "item_embedding")  # elsewhere the name of an embedding table, never a method
+
+
+def test_state_dict_round_trip_keeps_vectors_and_known_mask() -> None:
+    data = community_data(num_users=40)
+    model = fit(Item2Vec(num_items=data.num_items, vector_size=16, epochs=1),
+                data.with_frame(data.frame.filter(pl.col("item") != 0)))  # item 0 unknown
     clone = Item2Vec(num_items=data.num_items, vector_size=16)
-    clone.load_state_dict(state)
-    assert torch.equal(clone.score_users(torch.tensor([0]), data), model.score_users(torch.tensor([0]), data))
+    clone.load_state_dict(model.state_dict())
+    assert torch.equal(clone.known, model.known) and not bool(clone.known[0])
+    users = torch.arange(data.num_users)
+    assert torch.equal(clone.score_users(users, data), model.score_users(users, data))
+
+
+def test_same_generator_seed_gives_the_same_vectors() -> None:
+    data = community_data(num_users=40)
+    first, second, other = (fit(Item2Vec(num_items=data.num_items, vector_size=8, epochs=1), data, seed=s) for s in (3, 3, 4))
+    assert torch.equal(first.item_vectors, second.item_vectors)
+    assert not torch.equal(first.item_vectors, other.item_vectors)
+
+
+def test_hogwild_workers_learn_the_communities() -> None:
+    data = community_data()
+    model = fit(Item2Vec(num_items=data.num_items, vector_size=16, window=3, sample=0.0, epochs=6), data, workers=2)
+    community = torch.tensor(data.items.ids.to_list()) >= 200
+    last = data.padded_sequences(1)[:, 0] - 1
+    top = model.score_users(torch.arange(data.num_users), history=data).topk(5, dim=1).indices
+    assert (community[top] == community[last].unsqueeze(1)).float().mean() > 0.95
 
 
 def test_bad_arguments_are_config_errors() -> None:
@@ -84,3 +115,10 @@ def test_bad_arguments_are_config_errors() -> None:
         Item2Vec(num_items=0)
     with pytest.raises(ConfigError, match="last_n"):
         Item2Vec(num_items=3, last_n=0)
+    with pytest.raises(ConfigError, match="vector_size"):
+        Item2Vec(num_items=3, vector_size=0)
+    with pytest.raises(ConfigError, match="sg"):
+        SGNSEngine(workers=1).fit(Item2Vec(num_items=3, sg=2), community_data(num_users=4), device=CPU,
+                                  generator=torch.Generator(), progress=False)
+    with pytest.raises(ConfigError, match="workers"):
+        SGNSEngine(workers=0)

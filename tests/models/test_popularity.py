@@ -26,3 +26,12 @@ def test_non_trainable_and_rejects_empty_catalogue() -> None:
     assert not Popularity(num_items=3).trainable
     with pytest.raises(ConfigError):
         Popularity(num_items=0)
+
+
+def test_state_dict_round_trip_keeps_the_counts() -> None:
+    data = from_frame(pl.DataFrame({"user": [1, 1, 2], "item": [10, 20, 10]}), rating_col=None, time_col=None)
+    model = Popularity(num_items=data.num_items)
+    model.prepare(data, torch.Generator())
+    clone = Popularity(num_items=data.num_items)
+    clone.load_state_dict(model.state_dict())
+    assert torch.equal(clone.score_users(torch.tensor([0, 1]), data), model.score_users(torch.tensor([0, 1]), data))

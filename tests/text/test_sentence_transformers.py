@@ -38,7 +38,7 @@ def test_equal_to_sentence_transformers(ours, monkeypatch):
     from sentence_transformers import SentenceTransformer
 
     from recsys.text.checkpoint import minilm_path
-    from recsys.text.item_text import encode_texts
+    from recsys.text.encode import encode_texts
 
     assert len(TITLES) == 20
     encoder, tokenizer = ours

@@ -35,6 +35,7 @@ def _faults(mode: str) -> tuple[bool, int]:
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc tuning is Linux-only")
+@pytest.mark.slow
 def test_kept_memory_is_reused_instead_of_page_faulted_back():
     kept, with_keep = _faults("keep")
     _, returned = _faults("return")

@@ -12,11 +12,12 @@ import socket
 from functools import partial
 from pathlib import Path
 
+import pytest
 import torch
 import torch.multiprocessing as mp
 
 from recsys.data.ctr_batches import FeatureBatches
-from recsys.data.features import EncodedFeatures
+from recsys.data.fields import EncodedFeatures
 from recsys.embeddings.config import EmbeddingField
 from recsys.embeddings.optimizer import CombinedOptimizer
 from recsys.embeddings.sparse_optim import RowWiseAdagrad
@@ -37,9 +38,11 @@ def _data() -> tuple[EncodedFeatures, torch.Tensor]:
 
 
 def _model() -> DeepFM:
-    model = DeepFM(embedding_dim=4, hidden_dims=(16, 8), seed=0)
-    model.build([EmbeddingField("user", 12, 4), EmbeddingField("item", 20, 4),
-                 EmbeddingField("genres", 6, 4, pooling="mean")])
+    with torch.random.fork_rng(devices=[]):  # the caller seeds the initial weights; the global RNG state is restored
+        torch.manual_seed(0)
+        model = DeepFM(embedding_dim=4, hidden_dims=(16, 8))
+        model.build([EmbeddingField("user", 12, 4), EmbeddingField("item", 20, 4),
+                     EmbeddingField("genres", 6, 4, pooling="mean")])
     return model
 
 
@@ -80,6 +83,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_deepfm_ddp_two_ranks_equal_one_process_full_batch(tmp_path: Path) -> None:
     mp.spawn(_rank, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
     loaded = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]

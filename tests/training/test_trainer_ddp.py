@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import os
 import subprocess
 import sys
@@ -34,6 +35,7 @@ def test_every_nth_gives_each_rank_the_same_number_of_batches() -> None:
     assert len(EveryNth(range(7), rank=0, world_size=2)) == 3
 
 
+@pytest.mark.slow
 def test_two_process_gloo_training(tmp_path: Path) -> None:
     generator = torch.Generator().manual_seed(7)
     batches = [

@@ -1,5 +1,7 @@
 """Hogwild workers: run ``work(rank)`` for ``rank < workers`` at once, all writing to the same CPU tables.
 
+The machinery under the Hogwild engines (:mod:`recsys.training.sgns`, :mod:`recsys.training.bpr_hogwild`).
+
 Python threads do not scale for training loops made of many small torch ops (every op re-takes
 the GIL; two threads measured 1.1-1.2x of one). So on Linux, ranks ``1..workers-1`` run in forked
 processes and rank 0 in the caller; the tables they update must live in memory that survives the
@@ -23,7 +25,7 @@ from typing import TypeVar
 import torch
 from torch import Tensor
 
-__all__ = ["can_fork", "run_workers", "shared_zeros"]
+__all__ = ["can_fork", "run_workers", "seed_from", "shared_zeros"]
 
 T = TypeVar("T")
 
@@ -31,6 +33,18 @@ T = TypeVar("T")
 def can_fork() -> bool:
     """True where workers run as forked processes (Linux, not inside a daemonic process); elsewhere they are threads."""
     return sys.platform.startswith("linux") and "fork" in multiprocessing.get_all_start_methods() and not multiprocessing.current_process().daemon
+
+
+def seed_from(generator: torch.Generator | None) -> int:
+    """An integer seed drawn from ``generator`` (0 when there is none), from which the engines derive
+    one generator per epoch and worker, so every worker's draws are reproducible.
+
+    >>> seed_from(torch.Generator().manual_seed(0)) == seed_from(torch.Generator().manual_seed(0))
+    True
+    """
+    if generator is None:
+        return 0
+    return int(torch.randint(1 << 62, (1,), generator=generator))
 
 
 def shared_zeros(*shape: int) -> Tensor:

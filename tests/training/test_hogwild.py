@@ -7,8 +7,8 @@ import os
 import pytest
 import torch
 
-from recsys.estimators import hogwild
-from recsys.estimators.hogwild import run_workers, shared_zeros
+from recsys.training import hogwild
+from recsys.training.hogwild import run_workers, shared_zeros
 
 MODES = [pytest.param(True, id="processes"), pytest.param(False, id="threads")]
 

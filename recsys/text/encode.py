@@ -1,4 +1,4 @@
-"""Item texts (title + genres + tags) and their encoder embeddings as a cached item table."""
+"""Texts -> vectors with a :class:`BertEncoder`: batched pooled embeddings, and a cached keyed table."""
 
 from __future__ import annotations
 
@@ -8,57 +8,19 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import polars as pl
 import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
 from recsys.embeddings.table import KeyedEmbedding
 from recsys.errors import DataError
+from recsys.runtime import resolve_device
 from recsys.text.encoder import BertEncoder
 from recsys.text.tokenizer import TextTokenizer
 
-__all__ = ["encode_texts", "item_text_embeddings", "item_texts", "resolve_device"]
+__all__ = ["encode_texts", "item_text_embeddings"]
 
 log = logging.getLogger(__name__)
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"`` is CUDA when available, else CPU."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
-def item_texts(features: pl.DataFrame | None, num_items: int, fields: Sequence[str] = ("title", "genres", "tags")) -> list[str]:
-    """One text per item index ``0..num_items-1``: the ``fields`` of ``features`` joined by ``" | "``.
-
-    List columns (genres, tags) are joined by ``", "``; missing fields and items without a row give
-    empty parts. ``features`` has an ``item`` column of item indices (``Interactions.item_features``).
-
-    >>> frame = pl.DataFrame({"item": [1, 0], "title": ["Heat (1995)", "Toy Story (1995)"], "genres": [["Crime"], ["Animation", "Comedy"]]})
-    >>> item_texts(frame, 3, fields=("title", "genres"))
-    ['Toy Story (1995) | Animation, Comedy', 'Heat (1995) | Crime', '']
-    """
-    if features is None or "item" not in features.columns:
-        raise DataError("no item features to build texts from", where="item_texts(features=...)",
-                        fix="use a dataset with item titles (MovieLens) or pass a frame with an 'item' column")
-    present = [f for f in fields if f in features.columns]
-    if not present:
-        raise DataError(f"none of the fields {list(fields)} is a column", where=f"item_texts; columns: {features.columns}",
-                        fix="choose fields among the item feature columns")
-    parts = []
-    for field in present:  # loop over fields at build time, not over items
-        column = pl.col(field)
-        if isinstance(features.schema[field], pl.List):
-            column = column.list.eval(pl.element().cast(pl.String)).list.join(", ")
-        parts.append(column.cast(pl.String).fill_null(""))
-    text = pl.concat_list(parts).list.eval(pl.element().filter(pl.element() != "")).list.join(" | ")  # skip empty parts
-    frame = features.select(pl.col("item").cast(pl.Int64), text.alias("text"))
-    frame = frame.filter(pl.col("item").is_between(0, num_items - 1))
-    out = np.full(num_items, "", dtype=object)
-    out[frame["item"].to_numpy()] = frame["text"].to_numpy()
-    return out.tolist()
 
 
 @torch.inference_mode()
@@ -77,10 +39,10 @@ def encode_texts(
 
     >>> tok = TextTokenizer.train(["red apple", "green apple", "red car"], vocab_size=50)
     >>> enc = BertEncoder(tok.vocab_size, dim=8, num_layers=1, num_heads=2, max_len=16)
-    >>> encode_texts(enc, tok, ["red car", "apple", "green"], batch_size=2, progress=False).shape
+    >>> encode_texts(enc, tok, ["red car", "apple", "green"], batch_size=2, progress=False, device="cpu").shape
     torch.Size([3, 8])
     """
-    device = resolve_device(device)
+    device = resolve_device(device, where="encode_texts(device=...)")
     encoder = encoder.to(device).eval()
     order = np.argsort([-len(t) for t in texts], kind="stable")
     out = torch.empty(len(texts), encoder.dim)
@@ -116,6 +78,11 @@ def item_text_embeddings(
 
     With ``cache_dir``, the table is written to ``item_text_<hash>.parquet`` keyed by the encoder's
     weights, the tokenizer and the texts, and read back on the next call with the same inputs.
+
+    >>> tok = TextTokenizer.train(["red apple", "green apple", "red car"], vocab_size=50)
+    >>> enc = BertEncoder(tok.vocab_size, dim=8, num_layers=1, num_heads=2, max_len=16)
+    >>> item_text_embeddings(["red car", "apple"], [7, 9], enc, tok, progress=False, device="cpu").weight.shape
+    torch.Size([2, 8])
     """
     if len(texts) != len(ids):
         raise DataError(f"{len(texts)} texts for {len(ids)} ids", where="item_text_embeddings", fix="pass one text per id")

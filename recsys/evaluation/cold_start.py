@@ -11,6 +11,7 @@ among **all** items (``candidates="all"``: cold items must beat every warm item)
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import polars as pl
 import torch
@@ -19,7 +20,9 @@ from torch import Tensor
 from recsys.data.interactions import Interactions
 from recsys.errors import ConfigError
 from recsys.evaluation.ranking import RankingEvaluator
-from recsys.models.base import Recommender
+
+if TYPE_CHECKING:
+    from recsys.models.base import Recommender
 
 __all__ = ["ColdStartSplit", "cold_start_split", "evaluate_cold_start"]
 
