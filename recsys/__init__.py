@@ -36,7 +36,7 @@ _SURFACE = {
     "Trainer": "recsys.training", "resolve_device": "recsys.runtime",
     "RankingEvaluator": "recsys.evaluation", "RatingEvaluator": "recsys.evaluation", "CTREvaluator": "recsys.evaluation",
     # estimators
-    "Word2Vec": "recsys.estimators", "KeyedVectors": "recsys.estimators",
+    "Word2Vec": "recsys.estimators", "KeyedVectors": "recsys.embeddings",
     "BayesianPersonalizedRanking": "recsys.estimators", "EntityEmbeddingEncoder": "recsys.estimators",
     # the pipeline and saved runs
     "run_pipeline": "recsys.pipeline", "RunResult": "recsys.pipeline",

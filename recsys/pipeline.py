@@ -38,6 +38,7 @@ from recsys.data.splits import Split, leave_one_out
 from recsys.errors import ConfigError
 from recsys.evaluation.ranking import RankingEvaluator
 from recsys.evaluation.table import format_table
+from recsys.inference import FittedRecommender
 from recsys.models.base import Recommender
 from recsys.models.popularity import Popularity
 from recsys.runs import model_spec, save_run
@@ -70,6 +71,11 @@ class RunResult:
     popularity_test: dict[str, float] | None = None
     run_dir: Path | None = None
     epochs: list[dict[str, float]] = field(default_factory=list)
+
+    @property
+    def recommender(self) -> FittedRecommender:
+        """Recommendations, similar items and embeddings in original ids from the fitted model."""
+        return FittedRecommender(self.model, self.history)
 
     def summary(self) -> dict[str, Any]:
         """The JSON-able summary written to ``metrics.json``."""
@@ -113,12 +119,14 @@ def check_monitor(trainer: Trainer, evaluator: Any) -> None:
                           where="trainer.monitor", fix=f"choose one of: {', '.join(names)}")
 
 
-def check_compatible(model: Recommender, evaluator: Any) -> None:
-    """Fail before fitting when ``model`` lacks the method ``evaluator`` calls (e.g. DeepFM under full ranking)."""
+def check_compatible(model: Recommender | type, evaluator: Any) -> None:
+    """Fail before fitting when ``model`` (or its class) lacks the method ``evaluator`` calls (e.g. DeepFM under
+    full ranking)."""
     needs = getattr(evaluator, "requires", None)
-    if needs and getattr(type(model), needs, None) is getattr(Recommender, needs, None):
+    cls = model if isinstance(model, type) else type(model)
+    if needs and getattr(cls, needs, None) is getattr(Recommender, needs, None):
         raise ConfigError(
-            f"{type(model).__name__} has no {needs}(), which {type(evaluator).__name__} needs",
+            f"{cls.__name__} has no {needs}(), which {type(evaluator).__name__} needs",
             where="model / eval",
             fix="rank with eval=full (or experiment=...), score CTR models with eval=ctr (experiment=deepfm_ctr), "
             "ratings with eval=rating (experiment=biased_mf_rating)",
@@ -168,6 +176,7 @@ def run_pipeline(
     resume_from: str | Path | None = None,
     compare_to_popularity: bool = False,
     item_text_init: str | None = None,
+    fit_on: str = "train",
 ) -> RunResult:
     """Fit ``model`` on the training part of ``split(data)``, select on validation, report test metrics.
 
@@ -179,10 +188,14 @@ def run_pipeline(
       ``model.prepare(train, generator)``; the ``trainer`` then runs when ``batches`` and ``optimizer`` are set.
     - ``evaluator``: full-ranking :class:`RankingEvaluator` by default; ``trainer.monitor`` must be one of its keys.
     - ``run_dir``: where the run is saved (:func:`recsys.runs.load_run` reads it back).
+    - ``fit_on``: ``"train"`` selects the best epoch on validation; ``"train+valid"`` fits on both for
+      ``trainer.epochs`` without validation (the final protocol of the papers and of ``recsys bench``).
 
     Torch's RNG is seeded with ``seed`` inside the run and restored after it.
     """
     started = time.perf_counter()
+    if fit_on not in ("train", "train+valid"):
+        raise ConfigError(f"fit_on must be 'train' or 'train+valid', got {fit_on!r}", where="fit_on")
     trainer = trainer if trainer is not None else Trainer()
     evaluator = evaluator if evaluator is not None else RankingEvaluator()
     run_dir = Path(run_dir) if run_dir is not None else None
@@ -190,8 +203,10 @@ def run_pipeline(
         split = split(data) if callable(split) else split
         log.info("%s | train %d, valid %d, test %d interactions", data, split.train.num_interactions,
                  split.valid.num_interactions, split.test.num_interactions)
+        history = split.train.concat(split.valid)  # what is known at test time
+        fit_data = split.train if fit_on == "train" else history
         if features is not None:
-            features = features.fit(split.train)
+            features = features.fit(fit_data)
         available = {"num_users": data.num_users, "num_items": data.num_items, "features": features}
         available = {k: v for k, v in available.items() if v is not None}
         if not hasattr(evaluator, "evaluate_model"):  # a factory that wants the fitted features
@@ -208,16 +223,14 @@ def run_pipeline(
         device = resolve_device(trainer.device, where="trainer.device")
         net.to(device)
         generator = torch.Generator().manual_seed(seed)
+        validate = (lambda m: evaluator.evaluate_model(m, split.train, split.valid)) if fit_on == "train" else None
         fit_started = time.perf_counter()
-        net.prepare(split.train, generator)
+        net.prepare(fit_data, generator)
         if engine is not None:
-            engine.fit(net, split.train, device=device, generator=generator, progress=trainer.progress)
+            engine.fit(net, fit_data, device=device, generator=generator, progress=trainer.progress)
         prepare_seconds = time.perf_counter() - fit_started
-        batch_iter = _build(batches, {"data": split.train, **available})[0] if batches is not None else None
-        result = trainer.fit(net, batch_iter, optimizer,
-                             validate=lambda m: evaluator.evaluate_model(m, split.train, split.valid),
-                             run_dir=run_dir, resume_from=resume_from)
-        history = split.train.concat(split.valid)
+        batch_iter = _build(batches, {"data": fit_data, **available})[0] if batches is not None else None
+        result = trainer.fit(net, batch_iter, optimizer, validate=validate, run_dir=run_dir, resume_from=resume_from)
         test = evaluator.evaluate_model(net, history, split.test)
         popularity = None
         if compare_to_popularity and isinstance(evaluator, RankingEvaluator) and not isinstance(net, Popularity):
@@ -231,4 +244,6 @@ def run_pipeline(
     if run_dir is not None and is_main_process():
         save_run(run_dir, net, kwargs, history=history, features=features, metrics=out.summary())
         atomic_write_text(run_dir / "results.md", out.table() + "\n")
+        if callable(getattr(net, "item_embeddings", None)):  # the exported artifact, keyed by original item id
+            out.recommender.item_embeddings().to_parquet(run_dir / "item_embeddings.parquet")
     return out

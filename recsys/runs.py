@@ -30,7 +30,6 @@ from __future__ import annotations
 import importlib
 import json
 import logging
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +40,7 @@ from recsys import __version__
 from recsys.data.interactions import Interactions
 from recsys.data.vocabulary import Vocabulary
 from recsys.errors import CheckpointError
+from recsys.inference import FittedRecommender
 from recsys.models.base import Recommender
 from recsys.runtime import atomic_write, atomic_write_text, resolve_device
 
@@ -53,18 +53,18 @@ FORMAT_VERSION = 1
 _FEATURES_ARG = {"$features": "features.json"}  # stands in run.json for the fitted feature pipeline
 
 
-@dataclass
-class LoadedRun:
-    """A fitted model rebuilt from a run directory, with what it needs at inference time."""
+class LoadedRun(FittedRecommender):
+    """A fitted model rebuilt from a run directory: recommendations, similar items and embeddings in
+    original ids (:class:`~recsys.inference.FittedRecommender`), plus the run's metrics and description."""
 
-    path: Path
-    model: Recommender
-    users: Vocabulary
-    items: Vocabulary
-    history: Interactions | None
-    features: Any = None
-    metrics: dict[str, Any] = field(default_factory=dict)
-    info: dict[str, Any] = field(default_factory=dict)
+    def __init__(self, path: Path, model: Recommender, history: Interactions, *, features: Any = None,
+                 metrics: dict[str, Any] | None = None, info: dict[str, Any] | None = None) -> None:
+        super().__init__(model, history)
+        self.path, self.features = path, features
+        self.metrics, self.info = metrics or {}, info or {}
+
+    def __repr__(self) -> str:
+        return f"LoadedRun({str(self.path)!r}, {type(self.model).__name__}, users={len(self.users)}, items={len(self.items)})"
 
 
 def model_spec(model: Recommender, kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -97,7 +97,7 @@ def save_run(
     model: Recommender,
     kwargs: dict[str, Any],
     *,
-    history: Interactions | None = None,
+    history: Interactions,
     features: Any = None,
     metrics: dict[str, Any] | None = None,
     extra: dict[str, Any] | None = None,
@@ -157,19 +157,17 @@ def load_run(path: str | Path, device: str | torch.device = "cpu") -> LoadedRun:
         raise CheckpointError(f"the weights do not match the model ({str(error).splitlines()[0]})", where=str(path / "model.safetensors"),
                               fix="the file belongs to another run or was altered: train again") from None
     model.to(resolve_device(device)).eval()
-    users = items = history = None
     parts = info.get("parts", {})
-    if parts.get("history"):
-        users = Vocabulary(_read_parquet(path / "users.parquet")["id"])
-        items = Vocabulary(_read_parquet(path / "items.parquet")["id"])
-        frames = {name: _read_parquet(path / f"{name}.parquet") if parts.get(name) else None for name in ("user_features", "item_features")}
-        history = Interactions(_read_parquet(path / "history.parquet"), users, items, name=info.get("dataset") or "custom",
-                               assume_sorted=True, **frames)
-    metrics = {}
-    if (path / "metrics.json").is_file():
-        metrics = _read_json(path / "metrics.json")
-    return LoadedRun(path=path, model=model, users=users, items=items, history=history,
-                     features=getattr(model, "features", None), metrics=metrics, info=info)
+    if not parts.get("history"):
+        raise CheckpointError("the run holds no vocabularies or history", where=str(path / "run.json"),
+                              fix="save runs with history= (the pipeline and recsys-train do)")
+    users = Vocabulary(_read_parquet(path / "users.parquet")["id"])
+    items = Vocabulary(_read_parquet(path / "items.parquet")["id"])
+    frames = {name: _read_parquet(path / f"{name}.parquet") if parts.get(name) else None for name in ("user_features", "item_features")}
+    history = Interactions(_read_parquet(path / "history.parquet"), users, items, name=info.get("dataset") or "custom",
+                           assume_sorted=True, **frames)
+    metrics = _read_json(path / "metrics.json") if (path / "metrics.json").is_file() else {}
+    return LoadedRun(path, model, history, features=getattr(model, "features", None), metrics=metrics, info=info)
 
 
 # --- helpers ---------------------------------------------------------------------------------------

@@ -85,7 +85,7 @@ def test_text_checkpoint_bin(tmp_path: Path, marker: Path) -> None:
 
 @pytest.mark.parametrize("loader", ["keyed_vectors", "word2vec"])
 def test_npz_with_object_array(tmp_path: Path, marker: Path, loader: str) -> None:
-    from recsys.estimators.keyed_vectors import KeyedVectors
+    from recsys.embeddings.keyed_vectors import KeyedVectors
     from recsys.estimators.word2vec import Word2Vec
 
     path = tmp_path / "vectors.npz"

@@ -17,5 +17,5 @@ def test_readme_python_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     exec(compile(blocks[0], "README.md", "exec"), {"__name__": "readme"})
     out = capsys.readouterr().out
     assert "ndcg@10" in out and "BPRMF test" in out
-    assert re.search(r"^user \d+ -> \[(\d+, ){9}\d+\]$", out, flags=re.M)
+    assert "rank" in out and "similar" in out
     assert (tmp_path / "outputs" / "readme-bpr" / "run.json").is_file()

@@ -85,37 +85,47 @@ def _precision(args: dict[str, Any]) -> torch.autocast:
 
 
 def run_ours(args: dict[str, Any]) -> dict[str, Any]:
-    """Train one of our models (CombinedOptimizer: dense Adam + sparse RowWiseAdagrad) with the Trainer."""
+    """Train one of our models (CombinedOptimizer: dense Adam + sparse RowWiseAdagrad) with :func:`recsys.pipeline.run_pipeline`.
+
+    The split and batches are :func:`_data`'s; with early stopping it selects on the validation part, without it
+    (``compare``) it trains on the 80% for every epoch: the split's validation part is then empty, so fitting on
+    train + valid is fitting on train, with no validation.
+    """
+    from recsys.data.ctr_batches import CTRBatches
+    from recsys.data.load import load_dataset
+    from recsys.data.splits import Split, random_split
     from recsys.embeddings.optimizer import CombinedOptimizer
     from recsys.embeddings.sparse_optim import RowWiseAdagrad
     from recsys.evaluation.ctr import CTREvaluator
     from recsys.models.deepfm import DeepFM
     from recsys.models.fm import FM
     from recsys.models.logistic import LogisticRegression
-    from recsys.training.distributed import is_main_process
+    from recsys.pipeline import run_pipeline
     from recsys.training.trainer import Trainer
 
-    features, train, valid, test = _data(args)
+    data = load_dataset(args["dataset"], root=str(Path(args["root"]) / args["dataset"]))
+    split = random_split(data, (0.8, 0.1, 0.1), seed=args["seed"])
+    if not args["early_stopping"]:
+        split = Split(split.train, split.train.with_frame(split.train.frame.clear(), assume_sorted=True), split.test)
+    per_rank = args["batch_size"] // args.get("ddp", 1)  # data parallel: each rank takes its share of a global batch
     dim = args["embedding_dim"]
-    torch.manual_seed(args["seed"])  # the caller seeds: models draw their initial weights from the global RNG
-    model = {
-        "lr": lambda: LogisticRegression(features),
-        "fm": lambda: FM(features, embedding_dim=dim),
-        "deepfm": lambda: DeepFM(features, embedding_dim=dim, hidden_dims=args["hidden_dims"], sparse=args["sparse"]),
-    }[args["model"]]()
+    model = {  # the pipeline fits pipeline(dataset) once on the training part and hands it to model, batches and evaluator
+        "lr": LogisticRegression,
+        "fm": partial(FM, embedding_dim=dim),
+        "deepfm": partial(DeepFM, embedding_dim=dim, hidden_dims=args["hidden_dims"], sparse=args["sparse"]),
+    }[args["model"]]
     optimizer = partial(CombinedOptimizer, dense=partial(torch.optim.Adam, lr=1e-3, fused=True),
                         sparse=partial(RowWiseAdagrad, lr=args["sparse_lr"], weight_decay=args["weight_decay"]))
-    evaluator = CTREvaluator()
-    validate = (lambda m: evaluator.evaluate_batches(m, valid)) if args["early_stopping"] else None
     on_cpu = _precision(args).device == "cpu"  # on CPU the Trainer autocasts its steps itself (cpu_bf16)
     trainer = Trainer(epochs=args["epochs"], device=args["device"], monitor="auc", patience=2, progress=False, tensorboard=False,
                       cpu_bf16=on_cpu and args["precision"] == "bf16", cpu_keep_memory=args.get("keep_memory", True))
     with contextlib.nullcontext() if on_cpu else _precision(args):
-        result = trainer.fit(model, train, optimizer, validate=validate)
-    rows = len(train.labels) * len(result.history)  # all ranks' rows
-    test_metrics = evaluator.evaluate_batches(model, test) if is_main_process() else {}  # ranks end identical
-    return {"test": test_metrics, "train_seconds": result.train_seconds,
-            "samples_per_s": rows / result.train_seconds, "epochs": len(result.history)}
+        result = run_pipeline(data, model, split=split, batches=partial(CTRBatches, batch_size=per_rank, seed=args["seed"]),
+                              optimizer=optimizer, features=pipeline(args["dataset"]), trainer=trainer, evaluator=CTREvaluator(),
+                              seed=args["seed"], fit_on="train" if args["early_stopping"] else "train+valid")
+    rows = split.train.num_interactions * len(result.epochs)  # all ranks' rows (one training row per interaction)
+    return {"test": result.test, "train_seconds": result.train_seconds,
+            "samples_per_s": rows / result.train_seconds, "epochs": len(result.epochs)}
 
 
 def run_deepctr(args: dict[str, Any]) -> dict[str, Any]:

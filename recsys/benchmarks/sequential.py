@@ -163,6 +163,7 @@ def speed(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 
 def quality(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Each variant through :func:`recsys.pipeline.run_pipeline` (seed 0, early stopping on validation NDCG@10)."""
     from recsys.data.batches import PairwiseBatches
     from recsys.data.sequence_batches import ClozeBatches, NextItemBatches
     from recsys.evaluation.ranking import RankingEvaluator
@@ -170,37 +171,36 @@ def quality(args: argparse.Namespace) -> list[dict[str, Any]]:
     from recsys.models.bpr import BPRMF
     from recsys.models.popularity import Popularity
     from recsys.models.sasrec import SASRec
+    from recsys.pipeline import run_pipeline
     from recsys.training.trainer import Trainer
 
     data, split = _load(args.root)
-    train, history = split.train, split.train.concat(split.valid)
-    n, L = data.num_items, args.max_len
+    L = args.max_len
     adam = partial(torch.optim.Adam, lr=1e-3)
-    variants = {
-        "Pop": (lambda: Popularity(n), None),
-        "BPR-MF": (lambda: BPRMF(data.num_users, n), lambda: PairwiseBatches(train, batch_size=1024)),
-        "SASRec (BCE, 1 neg.)": (lambda: SASRec(n, L, args.dim, dropout=0.5, loss="bce"),
-                                 lambda: NextItemBatches(train, L, 128, 1, exclude_positives=True, group_by_length=True)),
-        "SASRec (full CE)": (lambda: SASRec(n, L, args.dim, dropout=0.5, loss="ce"),
-                             lambda: NextItemBatches(train, L, 128, 0, group_by_length=True)),
-        "BERT4Rec": (lambda: BERT4Rec(n, L, args.dim, dropout=0.2), lambda: ClozeBatches(train, L, 128, 0.2, group_by_length=True)),
+    variants = {  # (model factory, batches factory); the pipeline fills num_users / num_items and data=train
+        "Pop": (Popularity, None),
+        "BPR-MF": (BPRMF, partial(PairwiseBatches, batch_size=1024)),
+        "SASRec (BCE, 1 neg.)": (partial(SASRec, max_len=L, embedding_dim=args.dim, dropout=0.5, loss="bce"),
+                                 partial(NextItemBatches, max_len=L, batch_size=128, num_negatives=1, exclude_positives=True,
+                                         group_by_length=True)),
+        "SASRec (full CE)": (partial(SASRec, max_len=L, embedding_dim=args.dim, dropout=0.5, loss="ce"),
+                             partial(NextItemBatches, max_len=L, batch_size=128, num_negatives=0, group_by_length=True)),
+        "BERT4Rec": (partial(BERT4Rec, max_len=L, embedding_dim=args.dim, dropout=0.2),
+                     partial(ClozeBatches, max_len=L, batch_size=128, mask_prob=0.2, group_by_length=True)),
     }
     full = RankingEvaluator(ks=(5, 10, 20), metrics=("hr", "ndcg"), coverage=False)
     sampled = RankingEvaluator(ks=(10,), metrics=("hr", "ndcg"), num_negatives=100)
     trainer = Trainer(epochs=args.epochs, device=args.device, eval_every=args.eval_every, patience=args.patience,
                       progress=False, tensorboard=False)
     rows = []
-    for name, (build, make_batches) in variants.items():
+    for name, (model, batches) in variants.items():
         if args.models and name not in args.models:
             continue
-        torch.manual_seed(0)
-        model = build()
-        model.prepare(train)
-        result = trainer.fit(model, make_batches() if make_batches else None, adam if make_batches else None,
-                             validate=lambda m: full.evaluate_model(m, train, split.valid))
+        result = run_pipeline(data, model, split=split, batches=batches, optimizer=adam if batches else None,
+                              trainer=trainer, evaluator=full, seed=0, fit_on="train")
         row = {"model": name, "best_epoch": result.best_epoch, "train_s": result.train_seconds}
-        row.update({k: v for k, v in full.evaluate_model(model, history, split.test).items() if k != "num_users"})
-        row.update({k: v for k, v in sampled.evaluate_model(model, history, split.test).items() if k != "num_users"})
+        row.update({k: v for k, v in result.test.items() if k != "num_users"})
+        row.update({k: v for k, v in sampled.evaluate_model(result.model, result.history, split.test).items() if k != "num_users"})
         rows.append(row)
         logger.info("%s", row)
     return rows

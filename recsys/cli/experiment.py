@@ -6,19 +6,17 @@ is loaded: unknown keys, a monitor the evaluator does not report, an impossible 
 
 from __future__ import annotations
 
-import difflib
-import inspect
 import logging
 from pathlib import Path
 from typing import Any
 
 from hydra.errors import InstantiationException
-from hydra.utils import get_object as _locate
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from recsys.cli.validate import check_keys, validate_config
 from recsys.errors import ConfigError, RecsysError
-from recsys.pipeline import DATA_ARGUMENTS, RunResult, check_monitor, open_arguments, run_pipeline
+from recsys.pipeline import DATA_ARGUMENTS, RunResult, check_compatible, check_monitor, open_arguments, run_pipeline
 from recsys.runtime import atomic_write_text, resolve_device
 from recsys.training import is_main_process, seed_everything
 
@@ -56,26 +54,6 @@ def fill_data_sizes(node: DictConfig, sizes: dict[str, int]) -> DictConfig:
     return node
 
 
-def check_keys(node: DictConfig, where: str) -> None:
-    """Every key of ``node`` is an argument of its ``_target_`` (else one error with a "did you mean")."""
-    target = node.get("_target_")
-    if not isinstance(target, str):
-        return
-    try:
-        params = inspect.signature(_locate(target)).parameters
-    except Exception:  # not importable or no signature: instantiate reports it
-        return
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return
-    for key in node.keys():
-        if str(key).startswith("_") or key in params:
-            continue
-        close = difflib.get_close_matches(str(key), list(params), n=1)
-        hint = f"did you mean {where}.{close[0]}? " if close else ""
-        raise ConfigError(f"unknown key {where}.{key} for {target}", where=where,
-                          fix=f"{hint}valid keys: {', '.join(p for p in params if p != 'self')}")
-
-
 def factory(node: DictConfig, where: str, sizes: dict[str, int] | None = None) -> Any:
     """A ``functools.partial`` of ``node``'s target; ``???`` keys the pipeline fills from the data are left open."""
     check_keys(node, where)
@@ -94,6 +72,8 @@ def run_experiment(cfg: DictConfig, run_dir: Path) -> RunResult:
     if missing or unknown:
         raise ConfigError(f"model config has {'no ' + str(missing) if missing else 'unknown keys ' + str(unknown)}",
                           where="model", fix=f"model configs define {', '.join(MODEL_KEYS)} (engine optional)")
+    optimizer = build(model_cfg.optimizer, "model.optimizer") if model_cfg.optimizer else None
+    validate_config(cfg, optimizer)
     trainer = build(cfg.trainer, "trainer")
     resolve_device(trainer.device, where="trainer.device")
     evaluator = factory(cfg.eval, "eval")
@@ -101,6 +81,9 @@ def run_experiment(cfg: DictConfig, run_dir: Path) -> RunResult:
     if features is None or "features" not in open_arguments(evaluator):  # else built once the features are fitted
         evaluator = evaluator()
         check_monitor(trainer, evaluator)
+        model_class = factory(model_cfg.module, "model.module").func
+        if isinstance(model_class, type):
+            check_compatible(model_class, evaluator)
     seed_everything(cfg.seed)
     data = build(cfg.dataset, "dataset")
     split = build(cfg.split, "split", data=data)
@@ -115,7 +98,7 @@ def run_experiment(cfg: DictConfig, run_dir: Path) -> RunResult:
         factory(model_cfg.module, "model.module", sizes),
         split=split,
         batches=factory(model_cfg.batches, "model.batches") if model_cfg.batches else None,
-        optimizer=build(model_cfg.optimizer, "model.optimizer") if model_cfg.optimizer else None,
+        optimizer=optimizer,
         engine=build(model_cfg.engine, "model.engine") if model_cfg.get("engine") else None,
         features=features,
         trainer=trainer,
@@ -125,4 +108,5 @@ def run_experiment(cfg: DictConfig, run_dir: Path) -> RunResult:
         resume_from=cfg.resume_from,
         compare_to_popularity=cfg.compare_to_popularity,
         item_text_init=cfg.get("item_text_init"),
+        fit_on=cfg.get("fit_on", "train"),
     )

@@ -15,9 +15,13 @@ BENCHMARKS = {
     "sequential": "recsys.benchmarks.sequential",
     "text": "recsys.benchmarks.text",
     "entity-embedding": "recsys.benchmarks.entity_embedding",
+    "recommend": "recsys.benchmarks.recommend",
 }
 
+RUN_COMMANDS = ("recommend", "similar", "export")
+
 USAGE = """usage: recsys [train] [hydra overrides ...]     train and evaluate (see `recsys train --help`)
+       recsys recommend|similar|export RUN_DIR [options]   use a saved run (see `recsys recommend --help`)
        recsys bench {%s} [args ...]      run a benchmark and print its table""" % ",".join(BENCHMARKS)
 
 
@@ -26,6 +30,10 @@ def main(argv: list[str] | None = None) -> None:
     if args and args[0] in ("-h", "--help") and len(args) == 1:
         print(USAGE)
         return
+    if args and args[0] in RUN_COMMANDS:
+        from recsys.cli.inference import main as run_command
+
+        raise SystemExit(run_command(args))
     if args and args[0] == "bench":
         if len(args) < 2 or args[1] not in BENCHMARKS:
             print(f"error: unknown benchmark {args[1] if len(args) > 1 else '(none)'}; choose one of: {', '.join(BENCHMARKS)}", file=sys.stderr)

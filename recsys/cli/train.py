@@ -16,6 +16,7 @@ from recsys.errors import RecsysError
 from recsys.training import destroy_distributed, is_distributed, is_main_process
 
 USAGE_ERROR = 2
+INTERRUPTED = 130  # the shell's code for Ctrl-C
 
 
 def _run(cfg: DictConfig) -> None:
@@ -27,6 +28,14 @@ def _run(cfg: DictConfig) -> None:
         shutil.rmtree(run_dir, ignore_errors=True)
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(USAGE_ERROR) from None
+    except KeyboardInterrupt:
+        last = run_dir / "last.pt"
+        if last.is_file():
+            print(f"\ninterrupted; resume with: recsys-train <same overrides> resume_from={last}", file=sys.stderr)
+        else:
+            shutil.rmtree(run_dir, ignore_errors=True)
+            print("\ninterrupted before the first epoch ended; nothing to resume", file=sys.stderr)
+        raise SystemExit(INTERRUPTED) from None
     finally:
         if is_distributed():
             destroy_distributed()

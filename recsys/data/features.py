@@ -35,6 +35,7 @@ from torch import Tensor
 
 from recsys.data.fields import EncodedFeatures, FieldSpec, ctr_frame, ctr_labels
 from recsys.data.interactions import Interactions
+from recsys.data.vocabulary import Vocabulary
 from recsys.errors import ConfigError, DataError
 from recsys.runtime import atomic_write_text
 
@@ -95,37 +96,22 @@ def _normalize(values: pl.Series) -> pl.Series:
     return values
 
 
-class _Vocabulary:
+def _fit_vocabulary(values: pl.Series, min_count: int, max_size: int | None) -> Vocabulary:
     """Kept values of one field by descending count (ties by value); index ``K = len`` is the OOV row."""
+    if values.null_count() == len(values):
+        raise DataError(f"column {values.name!r} has no non-missing values to fit on", where="FeaturePipeline.fit",
+                        fix="drop the feature or fill the column")
+    return Vocabulary.from_counts(values, min_count=min_count, max_size=max_size)
 
-    def fit(self, values: pl.Series, min_count: int, max_size: int | None) -> _Vocabulary:
-        if values.null_count() == len(values):
-            raise DataError(f"column {values.name!r} has no non-missing values to fit on", where="FeaturePipeline.fit",
-                            fix="drop the feature or fill the column")
-        counts = values.drop_nulls().value_counts(name="__count__")
-        counts = counts.sort(["__count__", values.name], descending=[True, False])
-        counts = counts.filter(pl.col("__count__") >= min_count)
-        self.values = counts[values.name].head(max_size) if max_size is not None else counts[values.name]
-        self.index = pl.Series("index", np.arange(len(self.values)), dtype=pl.Int64)
-        return self
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"dtype": str(self.values.dtype), "values": self.values.to_list()}
+def _encode(vocabulary: Vocabulary, values: pl.Series) -> Tensor:
+    """Row of every value (nulls and unseen values -> ``len(vocabulary)``), long tensor."""
+    return vocabulary.to_index(values, unknown="oov")
 
-    @classmethod
-    def from_dict(cls, state: dict[str, Any]) -> _Vocabulary:
-        vocabulary = cls()
-        vocabulary.values = pl.Series("values", state["values"], dtype=_dtype(state["dtype"]))
-        vocabulary.index = pl.Series("index", np.arange(len(vocabulary.values)), dtype=pl.Int64)
-        return vocabulary
 
-    def __len__(self) -> int:
-        return len(self.values)
-
-    def encode(self, values: pl.Series) -> Tensor:
-        """Row of every value (nulls and unseen values -> ``len(self)``), long tensor."""
-        rows = values.replace_strict(self.values, self.index, default=len(self), return_dtype=pl.Int64)
-        return torch.from_numpy(rows.to_numpy(writable=True))
+def _vocabulary_state(vocabulary: Vocabulary) -> dict[str, Any]:
+    """The saved form of a feature vocabulary (``dtype``, ``values``), unchanged since format 1."""
+    return {"dtype": str(vocabulary.ids.dtype), "values": vocabulary.ids.to_list()}
 
 
 class _Feature:
@@ -145,10 +131,12 @@ class _Feature:
 
     def state(self) -> dict[str, Any]:
         """Fitted state as JSON values (vocabulary, boundaries, mean and std); ``load_state`` is the inverse."""
-        return {"dtype": str(self.dtype_), "vocabulary": self.vocabulary_.to_dict()}
+        return {"dtype": str(self.dtype_), "vocabulary": _vocabulary_state(self.vocabulary_)}
 
     def load_state(self, state: dict[str, Any]) -> _Feature:
-        self.dtype_, self.vocabulary_ = _dtype(state["dtype"]), _Vocabulary.from_dict(state["vocabulary"])
+        vocabulary = state["vocabulary"]
+        _dtype(vocabulary["dtype"])  # only the dtypes a feature can hold
+        self.dtype_, self.vocabulary_ = _dtype(state["dtype"]), Vocabulary.from_dict(vocabulary)
         return self
 
     def _source(self, frame: pl.DataFrame, allowed: tuple[str, ...], where: str) -> pl.Series:
@@ -194,7 +182,7 @@ class CategoricalFeature(_Feature):
     def fit(self, frame: pl.DataFrame) -> CategoricalFeature:
         values = self._values(frame, "CategoricalFeature.fit")
         self.dtype_ = _normalize(frame[self.column]).dtype
-        self.vocabulary_ = _Vocabulary().fit(values, self.min_count, self.max_size)
+        self.vocabulary_ = _fit_vocabulary(values, self.min_count, self.max_size)
         return self
 
     @property
@@ -203,7 +191,7 @@ class CategoricalFeature(_Feature):
 
     def encode(self, frame: pl.DataFrame) -> Tensor:
         """``(n,)`` long rows; unseen or missing values -> ``num_embeddings`` (the OOV row)."""
-        return self.vocabulary_.encode(self._values(frame, "CategoricalFeature.transform"))
+        return _encode(self.vocabulary_, self._values(frame, "CategoricalFeature.transform"))
 
 
 class MultiCategoricalFeature(_Feature):
@@ -245,7 +233,7 @@ class MultiCategoricalFeature(_Feature):
     def fit(self, frame: pl.DataFrame) -> MultiCategoricalFeature:
         lists = self._lists(frame, "MultiCategoricalFeature.fit")
         self.dtype_ = lists.dtype
-        self.vocabulary_ = _Vocabulary().fit(lists.explode().drop_nulls().alias(self.name), self.min_count, self.max_size)
+        self.vocabulary_ = _fit_vocabulary(lists.explode().drop_nulls().alias(self.name), self.min_count, self.max_size)
         return self
 
     @property
@@ -257,7 +245,7 @@ class MultiCategoricalFeature(_Feature):
         lists = self._lists(frame, "MultiCategoricalFeature.transform")
         lengths = torch.from_numpy(lists.list.len().fill_null(0).cast(pl.Int64).to_numpy(writable=True))
         flat = lists.explode().drop_nulls().alias(self.name)
-        return self.vocabulary_.encode(flat), lengths
+        return _encode(self.vocabulary_, flat), lengths
 
 
 class NumericFeature(_Feature):

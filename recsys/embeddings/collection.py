@@ -88,7 +88,7 @@ class EmbeddingCollection(nn.Module):
     def export(self, name: str, ids: Tensor | None = None, freeze: bool = True) -> KeyedEmbedding:
         """Field ``name`` as a :class:`KeyedEmbedding`: row ``i`` keyed by ``ids[i]`` (default ``0..num_embeddings-1``).
 
-        Pass e.g. ``vocabulary.ids_`` to key rows by original ids (the OOV row is left out).
+        Pass e.g. ``torch.tensor(vocabulary.ids.to_list())`` to key rows by original ids (the OOV row is left out).
         """
         weight = self.field_weight(name).detach()
         ids = torch.arange(self.field(name).num_embeddings) if ids is None else torch.as_tensor(ids)

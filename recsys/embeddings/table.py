@@ -1,12 +1,10 @@
-"""``KeyedEmbedding``: a trained or pretrained table keyed by original int64 ids (gensim's ``wv`` for torch)."""
+"""``KeyedEmbedding``: a trainable table keyed by original int64 ids; its artifact form is :class:`KeyedVectors`."""
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import polars as pl
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -14,16 +12,19 @@ from torch import Tensor, nn
 from recsys.embeddings.sparse_optim import mark_sparse
 from recsys.errors import DataError
 
+if TYPE_CHECKING:
+    from recsys.embeddings.keyed_vectors import KeyedVectors
+
 
 class KeyedEmbedding(nn.Module):
-    """Vectors ``(N, D)`` looked up by original ids; exports to numpy/parquet, answers ``most_similar``.
+    """A trainable ``(N, D)`` table looked up by original ids (an ``nn.Module``); ``to_keyed_vectors()`` gives
+    the artifact (parquet, ``most_similar``), ``from_keyed_vectors(kv, freeze=True)`` builds one from it.
 
     >>> table = KeyedEmbedding.from_pretrained(np.eye(3, dtype=np.float32), ids=[10, 20, 30])
     >>> table(torch.tensor([30, 10])).tolist()
     [[0.0, 0.0, 1.0], [1.0, 0.0, 0.0]]
-    >>> neighbors, scores = table.most_similar(torch.tensor([10]), k=2)
-    >>> neighbors.shape, scores.shape
-    (torch.Size([1, 2]), torch.Size([1, 2]))
+    >>> table.to_keyed_vectors().index_to_key
+    [10, 20, 30]
     """
 
     def __init__(self, ids: Tensor, weight: Tensor, freeze: bool = True, sparse: bool = True) -> None:
@@ -58,12 +59,10 @@ class KeyedEmbedding(nn.Module):
         return cls(torch.as_tensor(np.asarray(ids)), weight if dtype is None else weight.to(dtype), freeze=freeze)
 
     @classmethod
-    def read_parquet(cls, path: str | Path, freeze: bool = True) -> KeyedEmbedding:
-        """Load a table written by :meth:`to_parquet`."""
-        frame = pl.read_parquet(path)
-        if frame.columns != ["id", "vector"]:
-            raise DataError(f"columns {frame.columns} are not ['id', 'vector']", where=str(path), fix="read a file written by to_parquet")
-        return cls(torch.from_numpy(frame["id"].to_numpy().copy()), torch.from_numpy(frame["vector"].to_numpy().copy()), freeze=freeze)
+    def from_keyed_vectors(cls, vectors: KeyedVectors, freeze: bool = True) -> KeyedEmbedding:
+        """The table of a :class:`KeyedVectors` with integer keys; ``freeze=False`` to fine-tune."""
+        ids = vectors.integer_keys("KeyedEmbedding.from_keyed_vectors")
+        return cls(ids, vectors.table, freeze=freeze)
 
     def index(self, ids: Tensor) -> Tensor:
         """Rows of original ``ids`` (any shape); unknown ids raise :class:`DataError`, vectorized."""
@@ -89,33 +88,8 @@ class KeyedEmbedding(nn.Module):
         """``(ids (N,), vectors (N, D) float32)`` in the table's row order."""
         return self.ids.cpu().numpy().copy(), self.weight.detach().float().cpu().numpy()
 
-    def to_parquet(self, path: str | Path) -> Path:
-        """Write columns ``id`` (int64) and ``vector`` (float32 array) atomically (temp file + rename)."""
-        path = Path(path)
-        ids, vectors = self.to_numpy()
-        frame = pl.DataFrame({"id": ids, "vector": vectors})
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        try:
-            frame.write_parquet(tmp)
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
-        return path
+    def to_keyed_vectors(self) -> KeyedVectors:
+        """The table as the :class:`KeyedVectors` artifact (keys = ids, a detached CPU float32 copy of the rows)."""
+        from recsys.embeddings.keyed_vectors import KeyedVectors
 
-    @torch.no_grad()
-    def most_similar(self, ids: Tensor, k: int = 10, batch_size: int = 1024) -> tuple[Tensor, Tensor]:
-        """The ``k`` nearest ids by cosine for each query id, itself excluded: ``(ids (Q, K), scores (Q, K))``."""
-        k = min(k, len(self.ids) - 1)
-        if k < 1:
-            raise DataError("most_similar needs at least two vectors", where="KeyedEmbedding.most_similar", fix="use a larger table")
-        queries = self.index(torch.as_tensor(ids).flatten())
-        unit = F.normalize(self.weight.float(), dim=1)  # (N, D)
-        top_ids, top_scores = [], []
-        for start in range(0, len(queries), batch_size):  # batches of queries, not rows
-            rows = queries[start : start + batch_size]
-            scores = unit[rows] @ unit.T  # (Q, N)
-            scores[torch.arange(len(rows), device=rows.device), rows] = -torch.inf
-            values, indices = scores.topk(k, dim=1)
-            top_ids.append(self.ids[indices])
-            top_scores.append(values)
-        return torch.cat(top_ids), torch.cat(top_scores)
+        return KeyedVectors(self.ids.tolist(), self.weight.detach().float().cpu().clone())

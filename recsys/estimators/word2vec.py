@@ -18,8 +18,8 @@ import polars as pl
 import torch
 
 from recsys.data.skipgram import sentence_ids
+from recsys.embeddings.keyed_vectors import KeyedVectors, _load_npz, _save_npz
 from recsys.errors import ConfigError, DataError
-from recsys.estimators.keyed_vectors import KeyedVectors, _load_npz, _save_npz
 from recsys.runtime import atomic_write, resolve_device
 from recsys.training.sgns import SGNS, build_vocabulary
 

@@ -24,30 +24,29 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from recsys.embeddings.keyed_vectors import KeyedVectors
 from recsys.errors import ConfigError, DataError
 from recsys.models.base import Recommender
 
 if TYPE_CHECKING:
     from recsys.data.interactions import Interactions
     from recsys.data.vocabulary import Vocabulary
-    from recsys.embeddings.table import KeyedEmbedding
 
 log = logging.getLogger(__name__)
 
 _CONFIDENCE = ("implicit", "hu")
 
 
-def keyed(vocabulary: Vocabulary, weight: Tensor) -> KeyedEmbedding:
-    """A :class:`KeyedEmbedding` whose row ``i`` is ``weight[i]``, keyed by the vocabulary's original ids."""
-    from recsys.embeddings.table import KeyedEmbedding
-
+def keyed(vocabulary: Vocabulary, weight: Tensor) -> KeyedVectors:
+    """A :class:`KeyedVectors` whose row ``i`` is ``weight[i]`` (a detached CPU float32 copy), keyed by the
+    vocabulary's original ids."""
     if len(vocabulary) != weight.shape[0]:
         raise DataError(
             f"vocabulary has {len(vocabulary)} ids but the table {weight.shape[0]} rows",
             where="user_embeddings/item_embeddings",
             fix="pass the vocabulary of the data the model was built for (data.users / data.items)",
         )
-    return KeyedEmbedding.from_pretrained(weight.detach().float().cpu(), ids=vocabulary.ids.to_numpy().copy())
+    return KeyedVectors(vocabulary.ids.to_list(), weight.detach().float().cpu().clone())
 
 
 class _Rows:
@@ -123,11 +122,15 @@ class ALS(Recommender):
         if (train.num_users, train.num_items) != (self.num_users, self.num_items):
             raise DataError(f"data has {train.num_users} users / {train.num_items} items, model {self.num_users} / {self.num_items}",
                             where="ALS.prepare", fix="build the model with the dataset's num_users and num_items")
-        matrix = train.user_item_matrix(self.values)
+        return self._confidence_rows(train)
+
+    def _confidence_rows(self, data: Interactions) -> _Rows:
+        """Confidences ``(U, N)`` of any users of ``data`` (the model's item index) as sorted nonzeros."""
+        matrix = data.user_item_matrix(self.values)
         crow, cols, r = matrix.crow_indices(), matrix.col_indices(), matrix.values()
-        rows = torch.repeat_interleave(torch.arange(self.num_users), crow.diff())
+        rows = torch.repeat_interleave(torch.arange(data.num_users), crow.diff())
         conf = self.alpha * r if self.confidence == "implicit" else 1 + self.alpha * r
-        return _Rows(rows, cols, conf.float(), (self.num_users, self.num_items))
+        return _Rows(rows, cols, conf.float(), (data.num_users, data.num_items))
 
     def prepare(self, train: Interactions, generator: torch.Generator | None = None) -> None:
         """Alternate ``iterations`` user and item half-steps on ``self.device``; initial factors uniform in
@@ -204,10 +207,33 @@ class ALS(Recommender):
     def score_users(self, users: Tensor, history: Interactions | None) -> Tensor:
         return self.user_factors[users] @ self.item_factors.T  # (B, N)
 
-    def user_embeddings(self, users: Vocabulary) -> KeyedEmbedding:
+    def recalculate_users(self, history: Interactions) -> Tensor:
+        """Factors ``(U, k)`` of every user of ``history`` (users may be new) against the fixed item factors.
+
+        The user half-step of training (same confidences and regularization), solved exactly for all
+        users at once by the batched Cholesky path whatever ``solver`` is (``implicit``'s
+        ``recalculate_user``). Users without interactions get zero factors.
+        """
+        if history.num_items != self.num_items:
+            raise DataError(f"history has {history.num_items} items, model {self.num_items}", where="ALS.recalculate_users",
+                            fix="build the history on the model's item vocabulary")
+        rows = self._confidence_rows(history)
+        device, y = self.device, self.item_factors
+        c = _Rows(rows.rows.to(device), rows.cols.to(device), rows.conf.to(device), rows.shape)
+        yty = y.T @ y + self.regularization * torch.eye(self.factors, device=device, dtype=y.dtype)  # (k, k)
+        with warnings.catch_warnings():  # "sparse CSR support is in beta"
+            warnings.simplefilter("ignore", UserWarning)
+            b = c.csr(c.conf) @ y  # (U, k)
+            return self._cholesky(c, yty, b, y)
+
+    def score_histories(self, history: Interactions) -> Tensor:
+        """Scores ``(U, N)`` of the users of ``history`` from factors solved for them (:meth:`recalculate_users`)."""
+        return self.recalculate_users(history) @ self.item_factors.T  # (U, N)
+
+    def user_embeddings(self, users: Vocabulary) -> KeyedVectors:
         """User factors keyed by original user id (``data.users``)."""
         return keyed(users, self.user_factors)
 
-    def item_embeddings(self, items: Vocabulary) -> KeyedEmbedding:
+    def item_embeddings(self, items: Vocabulary) -> KeyedVectors:
         """Item factors keyed by original item id (``data.items``)."""
         return keyed(items, self.item_factors)

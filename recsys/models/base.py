@@ -27,8 +27,33 @@ class Recommender(nn.Module):
       models read); the evaluator masks seen items itself.
     - ``predict(batch)``: pointwise predictions ``(B,)`` (ratings, CTR logits) for rating/CTR evaluators.
 
+    For users the model never saw (inference, ``recsys.inference``), a model either reads users only
+    through ``history`` (``reads_history = True``: sequential models, item2vec, content, EASE,
+    popularity), overrides ``score_histories`` (ALS solves the user's factors), or names its per-user
+    tables in ``user_tables`` so ``recsys.training.fold_in`` fits them against the frozen rest.
+
     Evaluators (the ``eval`` config group) implement ``evaluate_model(model, history, targets)``.
     """
+
+    #: True when ``score_users`` sees a user only through ``history`` (no learned per-user parameters).
+    reads_history: bool = False
+    #: Names of the per-user parameter tables (``nn.Embedding``, rows = user index) a fold-in refits.
+    user_tables: tuple[str, ...] = ()
+    #: The batches a fold-in feeds to ``loss``: ``"pairwise"`` (users, items, negatives) or ``"ratings"``
+    #: (users, items, ratings); None where the model has no ``user_tables``.
+    fold_in_batches: str | None = None
+
+    def score_histories(self, history: Interactions) -> Tensor:
+        """Scores ``(U, N)`` of every user of ``history`` from their interactions alone (users may be new).
+
+        ``history`` shares the model's item index; its users are whoever is asked about.
+        """
+        if self.reads_history:
+            return self.score_users(torch.arange(history.num_users, device=self.device), history)
+        raise NotImplementedError(
+            f"{type(self).__name__} cannot score a user from a history alone"
+            + (" (fold-in: recsys.training.fold_in)" if self.user_tables else "")
+        )
 
     def prepare(self, train: Interactions, generator: torch.Generator | None = None) -> None:
         """Learn statistics or closed-form parameters from the training split (on ``self.device``)."""

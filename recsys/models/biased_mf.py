@@ -14,7 +14,7 @@ from recsys.models.base import Recommender
 if TYPE_CHECKING:
     from recsys.data.interactions import Interactions
     from recsys.data.vocabulary import Vocabulary
-    from recsys.embeddings.table import KeyedEmbedding
+    from recsys.embeddings.keyed_vectors import KeyedVectors
 
 
 class BiasedMF(Recommender):
@@ -28,7 +28,12 @@ class BiasedMF(Recommender):
     >>> batch = {"users": torch.tensor([0, 2]), "items": torch.tensor([1, 3]), "ratings": torch.tensor([4.0, 1.0])}
     >>> model.loss(batch).shape, model.predict(batch).shape, model.score_users(torch.tensor([0]), None).shape
     (torch.Size([]), torch.Size([2]), torch.Size([1, 4]))
+
+    New users are folded in (``recsys.training.fold_in``): ``p_u`` and ``b_u`` refit on their ratings.
     """
+
+    user_tables = ("user_embedding", "user_bias")
+    fold_in_batches = "ratings"
 
     def __init__(
         self,
@@ -47,7 +52,7 @@ class BiasedMF(Recommender):
         if reg < 0 or bias_reg < 0:
             raise ConfigError(f"reg and bias_reg must be >= 0, got {reg}, {bias_reg}", where="BiasedMF")
         self.num_users, self.num_items, self.embedding_dim = num_users, num_items, embedding_dim
-        self.reg, self.bias_reg, self.clip = reg, bias_reg, clip
+        self.reg, self.bias_reg, self.clip, self.init_std = reg, bias_reg, clip, init_std
         self.user_embedding = nn.Embedding(num_users, embedding_dim)
         self.item_embedding = nn.Embedding(num_items, embedding_dim)
         self.user_bias = nn.Embedding(num_users, 1)
@@ -95,10 +100,10 @@ class BiasedMF(Recommender):
         scores = user @ self.item_embedding.weight.T + self.item_bias.weight.T + self.user_bias(users)  # (B, N)
         return scores + self.global_mean
 
-    def user_embeddings(self, users: Vocabulary) -> KeyedEmbedding:
+    def user_embeddings(self, users: Vocabulary) -> KeyedVectors:
         """User factors ``p_u`` keyed by original user id."""
         return keyed(users, self.user_embedding.weight)
 
-    def item_embeddings(self, items: Vocabulary) -> KeyedEmbedding:
+    def item_embeddings(self, items: Vocabulary) -> KeyedVectors:
         """Item factors ``q_i`` keyed by original item id."""
         return keyed(items, self.item_embedding.weight)

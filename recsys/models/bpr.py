@@ -10,10 +10,13 @@ from torch import Tensor, nn
 
 from recsys.embeddings.sparse_optim import mark_sparse
 from recsys.errors import ConfigError
+from recsys.models.als import keyed
 from recsys.models.base import Recommender
 
 if TYPE_CHECKING:
     from recsys.data.interactions import Interactions
+    from recsys.data.vocabulary import Vocabulary
+    from recsys.embeddings.keyed_vectors import KeyedVectors
 
 _REDUCTIONS = ("mean", "sum")
 
@@ -40,7 +43,12 @@ class BPRMF(Recommender):
     >>> sparse = BPRMF(num_users=4, num_items=6, embedding_dim=8, sparse=True, reduction="sum")
     >>> sparse.loss(batch).backward(); sparse.item_embedding.weight.grad.is_sparse
     True
+
+    New users are folded in (``recsys.training.fold_in``): ``user_embedding`` refit on pairwise batches.
     """
+
+    user_tables = ("user_embedding",)
+    fold_in_batches = "pairwise"
 
     def __init__(
         self,
@@ -61,7 +69,7 @@ class BPRMF(Recommender):
         if reduction not in _REDUCTIONS:
             raise ConfigError(f"unknown reduction {reduction!r}", where="BPRMF", fix=f"set model.module.reduction to one of {_REDUCTIONS}")
         self.num_users, self.num_items, self.embedding_dim, self.reg = num_users, num_items, embedding_dim, reg
-        self.sparse, self.reduction = sparse, reduction
+        self.sparse, self.reduction, self.init_std = sparse, reduction, init_std
         self.user_embedding = nn.Embedding(num_users, embedding_dim, sparse=sparse)
         self.item_embedding = nn.Embedding(num_items, embedding_dim, sparse=sparse)
         self.item_bias = nn.Embedding(num_items, 1, sparse=sparse)
@@ -90,3 +98,12 @@ class BPRMF(Recommender):
     def score_users(self, users: Tensor, history: Interactions | None) -> Tensor:
         user = self.user_embedding(users)  # (B, D)
         return user @ self.item_embedding.weight.T + self.item_bias.weight.T  # (B, N)
+
+    def user_embeddings(self, users: Vocabulary) -> KeyedVectors:
+        """User vectors keyed by original user id (``data.users``)."""
+        return keyed(users, self.user_embedding.weight)
+
+    def item_embeddings(self, items: Vocabulary) -> KeyedVectors:
+        """Item vectors keyed by original item id (``data.items``): the vectors only, without the item bias
+        (score = user . item + bias, so ``user_embeddings . item_embeddings`` ranks up to the bias)."""
+        return keyed(items, self.item_embedding.weight)

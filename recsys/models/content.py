@@ -9,10 +9,13 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from recsys.errors import ConfigError, DataError
+from recsys.models.als import keyed
 from recsys.models.base import Recommender
 
 if TYPE_CHECKING:
     from recsys.data.interactions import Interactions
+    from recsys.data.vocabulary import Vocabulary
+    from recsys.embeddings.keyed_vectors import KeyedVectors
 
 
 class ContentRecommender(Recommender):
@@ -28,7 +31,11 @@ class ContentRecommender(Recommender):
     >>> model.set_item_vectors(torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0]]))
     >>> model.profile_scores(torch.tensor([[1.0, 0.0, 0.0]])).argsort(descending=True).tolist()
     [[0, 1, 2]]
+
+    A user is read only through ``history`` (``reads_history``): new users are scored from their items.
     """
+
+    reads_history = True
 
     def __init__(self, num_items: int) -> None:
         super().__init__()
@@ -71,3 +78,10 @@ class ContentRecommender(Recommender):
             self._profiles = (history, F.normalize(matrix @ self.item_vectors, dim=1))  # (U, D)
         profile = self._profiles[1][users.to(self.item_vectors.device)]  # (B, D)
         return profile @ self.item_vectors.T  # (B, N)
+
+    def item_embeddings(self, items: Vocabulary) -> KeyedVectors:
+        """The (L2-normalized) item vectors keyed by original item id (``data.items``)."""
+        if self.item_vectors.shape[1] == 0:
+            raise DataError("no item vectors", where="ContentRecommender.item_embeddings",
+                            fix="fit it with recsys.training.text_vectors.ItemTextEngine (model=content) or call set_item_vectors")
+        return keyed(items, self.item_vectors)

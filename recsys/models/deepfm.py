@@ -9,7 +9,8 @@ from torch import Tensor
 
 from recsys.data.features import FeaturePipeline
 from recsys.data.fields import FieldSpec
-from recsys.models.logistic import CTRModel
+from recsys.models.fm import fm_pair_logits
+from recsys.models.logistic import CHUNK_SIZE, CTRModel, SideParts, grid, tiles
 from recsys.nn.fm import FMInteraction
 from recsys.nn.mlp import MLP
 
@@ -42,9 +43,21 @@ class DeepFM(CTRModel):
         self.dnn = MLP(num_fields * self.embedding_dim + num_dense, self.hidden_dims, out_dim=1,
                        activation=self.activation, dropout=self.dropout, batch_norm=self.batch_norm)
 
-    def predict(self, batch: dict[str, Tensor]) -> Tensor:
-        first, embeddings = self.embed(batch)  # (B,), (B, F, D)
+    def head(self, first: Tensor, embeddings: Tensor, dense: Tensor | None) -> Tensor:
         deep_input = embeddings.flatten(1)  # (B, F * D)
         if self.num_dense:
-            deep_input = torch.cat([deep_input, batch["dense"]], 1)  # (B, F * D + F_dense)
+            deep_input = torch.cat([deep_input, dense], 1)  # (B, F * D + F_dense)
         return first + self.interaction(embeddings) + self.dnn(deep_input).squeeze(-1)  # (B,)
+
+    def pair_logits(self, user: SideParts, item: SideParts, cols: Tensor, chunk_size: int = CHUNK_SIZE) -> Tensor:
+        """FM part in closed form; the DNN's first layer is linear, so it runs once per side
+        (``W [u; i] = W u + W i``) and only the layers above it see the ``(B x C)`` grid, in chunks."""
+        fm = fm_pair_logits(self.interaction, user, item, cols, chunk_size)  # (B, C)
+        first_layer, rest = self.dnn.layers[0], self.dnn.layers[1:]
+        hidden_user = torch.cat([user.embeddings.flatten(1), user.dense], 1) @ first_layer.weight  # (B, H)
+        hidden_item = torch.addmm(first_layer.bias, torch.cat([item.embeddings.flatten(1), item.dense], 1),
+                                  first_layer.weight)  # (M, H)
+        for rows, columns, items in tiles(len(fm), cols, max(self.hidden_dims, default=1), chunk_size):
+            deep = rest(grid(hidden_user, hidden_item, rows, items))  # (b * c, 1)
+            fm[rows, columns] += deep.view(rows.stop - rows.start, -1)
+        return fm  # (B, C)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+import weakref
 from typing import TYPE_CHECKING
 
 import torch
@@ -16,13 +17,16 @@ from recsys.models.base import Recommender
 if TYPE_CHECKING:
     from recsys.data.interactions import Interactions
     from recsys.data.vocabulary import Vocabulary
-    from recsys.embeddings.table import KeyedEmbedding
+    from recsys.embeddings.keyed_vectors import KeyedVectors
 
 log = logging.getLogger(__name__)
 
 
 class EASE(Recommender):
     """Embarrassingly shallow autoencoder: score = ``x_u B`` with a zero-diagonal item-item ``B`` (N, N).
+
+    A user is read only through ``history`` (``reads_history``), so new users are scored from their
+    items alone. It has no vectors of its own: ``item_similarity`` gives ``similar_items`` the rows of ``B``.
 
     ``B`` minimizes ``||X - X B||^2 + reg ||B||^2`` subject to ``diag(B) = 0`` in closed form; the
     scores of a user come from the items in ``history`` (so validation items count at test time).
@@ -40,6 +44,8 @@ class EASE(Recommender):
     torch.Size([2, 3])
     """
 
+    reads_history = True
+
     def __init__(self, num_items: int, reg: float = 500.0, values: str = "ones") -> None:
         super().__init__()
         if not isinstance(num_items, int) or num_items <= 0:
@@ -50,7 +56,7 @@ class EASE(Recommender):
             raise ConfigError(f"unknown values={values!r}", where="EASE", fix="values: ones|ratings")
         self.num_items, self.reg, self.values = num_items, reg, values
         self.register_buffer("weights", torch.zeros(num_items, num_items))  # (N, N) = B
-        self._history: tuple[int, Tensor] | None = None
+        self._history: tuple[weakref.ref, Tensor, Tensor, Tensor] | None = None  # (history, CSR parts)
 
     def prepare(self, train: Interactions, generator: torch.Generator | None = None) -> None:
         """Solve for ``B`` on ``self.device`` (deterministic: ``generator`` is unused)."""
@@ -81,9 +87,9 @@ class EASE(Recommender):
     def score_users(self, users: Tensor, history: Interactions | None) -> Tensor:
         if history is None:
             raise DataError("EASE scores users from their history", where="EASE.score_users", fix="pass history=train split")
-        if self._history is None or self._history[0] != id(history):  # cache the history matrix per split
-            matrix = self._matrix(history).to_sparse_csr()
-            self._history = (id(history), matrix.crow_indices(), matrix.col_indices(), matrix.values())
+        if self._history is None or self._history[0]() is not history:  # cache the history matrix per split
+            matrix = self._matrix(history).to_sparse_csr()  # a weak ref: a new history never reuses a dead one's id
+            self._history = (weakref.ref(history), matrix.crow_indices(), matrix.col_indices(), matrix.values())
         _, crow, col, val = self._history
         users = users.cpu()
         start, lens = crow[users], crow[users + 1] - crow[users]  # (B,)
@@ -95,10 +101,18 @@ class EASE(Recommender):
             rows = torch.sparse_csr_tensor(sub_crow, col[entries], val[entries], (len(users), self.num_items))
             return rows.to(self.weights.device) @ self.weights  # (B, N)
 
-    def item_embeddings(self, items: Vocabulary) -> KeyedEmbedding:
+    def item_similarity(self, items: Tensor) -> Tensor:
+        """Rows ``B[items]`` ``(B, N)``: how much having each item adds to every other item's score."""
+        return self.weights[items.to(self.weights.device)]  # (B, N)
+
+    def item_embeddings(self, items: Vocabulary) -> KeyedVectors:
         """Rows of ``B`` (N-dimensional item-item weights) keyed by original item id."""
         return keyed(items, self.weights)
 
-    def user_embeddings(self, users: Vocabulary, history: Interactions) -> KeyedEmbedding:
-        """Each user's scores ``x_u B`` (N-dimensional) keyed by original user id."""
+    def user_embeddings(self, users: Vocabulary, history: Interactions | None = None) -> KeyedVectors:
+        """Each user's scores ``x_u B`` (N-dimensional) keyed by original user id; EASE has no user vectors,
+        so this needs the ``history`` the rows come from."""
+        if history is None:
+            raise ConfigError("EASE has no user vectors: a user's row is x_u B, computed from a history",
+                              where="EASE.user_embeddings", fix="pass history=... (e.g. the training split), or use item_similarity")
         return keyed(users, self.score_users(torch.arange(history.num_users), history))

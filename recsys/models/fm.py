@@ -7,10 +7,26 @@ from torch import Tensor
 
 from recsys.data.features import FeaturePipeline
 from recsys.data.fields import FieldSpec
-from recsys.models.logistic import CTRModel
+from recsys.models.logistic import CHUNK_SIZE, CTRModel, SideParts, tiles
 from recsys.nn.fm import FMInteraction
 
-__all__ = ["FM"]
+__all__ = ["FM", "fm_pair_logits"]
+
+
+def fm_pair_logits(interaction: FMInteraction, user: SideParts, item: SideParts, cols: Tensor,
+                   chunk_size: int = CHUNK_SIZE) -> Tensor:
+    """First order + FM over the ``(B, C)`` grid without building it: the pairwise sum of a row splits into
+    user-user, item-item and user-item parts, ``FM(u) + FM(i) + <sum_f u_f, sum_f i_f>``."""
+    per_user = user.first + interaction(user.embeddings)  # (B,)
+    per_item = item.first + interaction(item.embeddings)  # (M,)
+    user_sum, item_sum = user.embeddings.sum(1), item.embeddings.sum(1)  # (B, D), (M, D)
+    if cols.dim() == 1:  # one candidate list for every user: one matmul
+        cross = user_sum @ item_sum[cols].T  # (B, C)
+    else:  # candidates per user: (b, c, D) tiles
+        cross = per_user.new_empty(cols.shape)
+        for rows, columns, items in tiles(len(cols), cols, user_sum.shape[1], chunk_size):
+            cross[rows, columns] = (user_sum[rows].unsqueeze(1) * item_sum[items]).sum(-1)
+    return per_user[:, None] + per_item[cols] + cross  # (B, C)
 
 
 class FM(CTRModel):
@@ -30,6 +46,8 @@ class FM(CTRModel):
         super().__init__(features, embedding_dim=embedding_dim, sparse=sparse, init_std=init_std)
         self.interaction = FMInteraction()
 
-    def predict(self, batch: dict[str, Tensor]) -> Tensor:
-        first, embeddings = self.embed(batch)  # (B,), (B, F, D)
+    def head(self, first: Tensor, embeddings: Tensor, dense: Tensor | None) -> Tensor:
         return first + self.interaction(embeddings)  # (B,)
+
+    def pair_logits(self, user: SideParts, item: SideParts, cols: Tensor, chunk_size: int = CHUNK_SIZE) -> Tensor:
+        return fm_pair_logits(self.interaction, user, item, cols, chunk_size)  # (B, C)

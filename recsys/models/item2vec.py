@@ -23,7 +23,7 @@ from recsys.models.base import Recommender
 if TYPE_CHECKING:
     from recsys.data.interactions import Interactions
     from recsys.data.vocabulary import Vocabulary
-    from recsys.embeddings.table import KeyedEmbedding
+    from recsys.embeddings.keyed_vectors import KeyedVectors
 
 
 class Item2Vec(Recommender):
@@ -36,7 +36,11 @@ class Item2Vec(Recommender):
     >>> model.set_vectors(torch.tensor([0, 1]), torch.tensor([[1.0, 0.0], [0.8, 0.6]]))  # item 2 untrained
     >>> model.score_users(torch.tensor([0]), history=data)  # user 0's last item: index 1
     tensor([[0.8000, 1.0000,   -inf]])
+
+    A user is read only through ``history`` (``reads_history``), so new users are scored from their items.
     """
+
+    reads_history = True
 
     def __init__(
         self,
@@ -88,7 +92,7 @@ class Item2Vec(Recommender):
 
     def _recent_items(self, history: Interactions) -> Tensor:
         """``(num_users, last_n)`` most recent history items (index + 1, 0 = none), cached per history."""
-        if self._recent is None or self._recent[0]() is not history:
+        if self._recent is None or self._recent[0]() is not history or self._recent[1].device != self.item_vectors.device:
             self._recent = (weakref.ref(history), history.padded_sequences(self.last_n).to(self.item_vectors.device))
         return self._recent[1]
 
@@ -100,12 +104,13 @@ class Item2Vec(Recommender):
         scores = F.normalize(query, dim=1) @ unit.T  # (B, N)
         return scores.masked_fill(~self.known, -torch.inf)
 
-    def item_embeddings(self, items: Vocabulary, freeze: bool = True) -> KeyedEmbedding:
-        """The item vectors as a :class:`KeyedEmbedding` keyed by the original ids of ``items`` (``data.items``),
-        e.g. to initialize another model's item table; items unseen in training have zero rows."""
-        from recsys.embeddings.table import KeyedEmbedding
+    def item_embeddings(self, items: Vocabulary) -> KeyedVectors:
+        """The item vectors as :class:`KeyedVectors` keyed by the original ids of ``items`` (``data.items``),
+        e.g. to initialize another model's item table (``to_keyed_embedding(freeze=False)``); items unseen in
+        training have zero rows."""
+        from recsys.embeddings.keyed_vectors import KeyedVectors
 
         if len(items) != self.num_items:
             raise DataError(f"vocabulary has {len(items)} ids but the model {self.num_items} items", where="Item2Vec.item_embeddings",
                             fix="pass the vocabulary of the data the model was built for (data.items)")
-        return KeyedEmbedding.from_pretrained(self.item_vectors.cpu(), ids=items.ids.to_numpy().copy(), freeze=freeze)
+        return KeyedVectors(items.ids.to_list(), self.item_vectors.detach().float().cpu().clone())

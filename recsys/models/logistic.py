@@ -4,19 +4,26 @@ Every categorical field gets one row of width ``1 + embedding_dim`` in a fused
 :class:`~recsys.embeddings.EmbeddingCollection`: column 0 is the field value's first-order weight,
 columns ``1:`` its embedding. One lookup (one ``embedding_bag`` call, sparse gradients) serves the
 linear term and every interaction part that reads the embeddings.
+
+Ranking (``score_users`` / ``score_items``): a row's fields come from the user (the ``user`` column, the
+columns of ``history.user_features``) or from the item (``item``, ``history.item_features``). Each side is
+encoded once, through the same join and pipeline as training, into :class:`SideParts` whose other-side
+fields are zero, so ``user + item`` is exactly the training row; ``pair_logits`` combines the two sides over
+the ``(B, C)`` grid (closed forms in LR and FM, chunks bounded by ``chunk_size`` elsewhere).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
-
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+import polars as pl
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from recsys.data.features import FeaturePipeline
-from recsys.data.fields import FieldSpec
+from recsys.data.fields import EncodedFeatures, FieldSpec
+from recsys.data.interactions import Interactions
 from recsys.embeddings.collection import EmbeddingCollection
 from recsys.embeddings.config import EmbeddingField
 from recsys.embeddings.jagged import KeyedJagged
@@ -24,10 +31,61 @@ from recsys.embeddings.specs import embedding_fields
 from recsys.errors import ConfigError, DataError
 from recsys.models.base import Recommender
 
-if TYPE_CHECKING:
-    from recsys.data.interactions import Interactions
+__all__ = ["CTRModel", "LogisticRegression", "SideParts", "grid", "tiles"]
 
-__all__ = ["CTRModel", "LogisticRegression"]
+CHUNK_SIZE = 2**24  # elements (rows x width) of the largest intermediate a ranking chunk holds
+
+
+@dataclass
+class SideParts:
+    """One side (user or item) of CTR rows: first-order logit ``(n,)`` (the bias on the user side), field
+    embeddings ``(n, F, D)`` and dense features ``(n, F_dense)``, the other side's fields and columns zero."""
+
+    first: Tensor
+    embeddings: Tensor
+    dense: Tensor
+
+
+def column_sides(history: Interactions) -> dict[str, str]:
+    """``{column: "user" | "item"}`` for every column of ``ctr_frame(history)``, named as its joins name them."""
+    sides = {"user": "user", "item": "item"}
+    for key, frame in (("user", history.user_features), ("item", history.item_features)):
+        if frame is not None:
+            for column in frame.columns:  # setup: one loop over columns
+                if column != key:
+                    sides[f"{column}_{key}" if column in sides else column] = key  # polars' join suffix
+    return sides
+
+
+def _take(encoded: EncodedFeatures, index: Tensor) -> EncodedFeatures:
+    """Rows ``index`` of encoded rows, bags kept key-major (one vectorized ragged gather)."""
+    lengths = encoded.bag_lengths  # (F_bag, n)
+    flat = lengths.flatten()
+    starts = (torch.cumsum(flat, 0) - flat).view_as(lengths).index_select(1, index).flatten()
+    chosen = lengths.index_select(1, index)  # (F_bag, m)
+    counts = chosen.flatten()
+    total = int(counts.sum())
+    bag = torch.repeat_interleave(torch.arange(len(counts), device=index.device), counts, output_size=total)  # (nnz,)
+    within = torch.arange(total, device=index.device) - (torch.cumsum(counts, 0) - counts).index_select(0, bag)
+    values = encoded.bag_values.index_select(0, starts.index_select(0, bag) + within)
+    return EncodedFeatures(encoded.ids.index_select(0, index), values, chosen, encoded.dense.index_select(0, index))
+
+
+def tiles(num_users: int, cols: Tensor, width: int, chunk_size: int) -> Iterator[tuple[slice, slice, Tensor]]:
+    """Tiles of the ``(B, C)`` grid of at most ``chunk_size / width`` pairs (at least one): user rows, grid
+    columns, and the item rows they read (``cols[columns]`` ``(c,)``, or ``cols[rows, columns]`` ``(b, c)``)."""
+    num_cols = cols.shape[-1]
+    col_step = max(1, min(num_cols, chunk_size // max(width, 1)))
+    row_step = max(1, chunk_size // (max(width, 1) * col_step))
+    for r in range(0, num_users, row_step):  # loops over memory tiles, not users or items
+        for c in range(0, num_cols, col_step):
+            rows, columns = slice(r, min(r + row_step, num_users)), slice(c, min(c + col_step, num_cols))
+            yield rows, columns, cols[columns] if cols.dim() == 1 else cols[rows, columns]
+
+
+def grid(user: Tensor, item: Tensor, rows: slice, items: Tensor) -> Tensor:
+    """``user[rows]`` plus ``item[items]`` for every pair of a tile, flat: ``(b * c, ...)`` (one broadcast add)."""
+    return (user[rows].unsqueeze(1) + item[items]).flatten(0, 1)
 
 
 class CTRModel(Recommender):
@@ -37,7 +95,9 @@ class CTRModel(Recommender):
     caller fits it once on the training split) and built in ``__init__``; initial weights are drawn from
     the global torch RNG (seed it, or build inside ``torch.random.fork_rng``). Without a pipeline (libsvm
     data, pre-encoded ids) call ``build(fields, num_dense)`` with ``FieldSpec``s or ``EmbeddingField``s.
-    Subclasses add parts in ``build_head`` and define ``predict``; the loss is binary cross-entropy on the logits.
+    Subclasses add parts in ``build_head`` and define ``head`` (logits from the first order, the field
+    embeddings and the dense features); the loss is binary cross-entropy on the logits. ``score_users`` /
+    ``score_items`` rank items for users (needs the pipeline); subclasses may speed up ``pair_logits``.
     """
 
     def __init__(self, features: FeaturePipeline | None = None, embedding_dim: int = 16, sparse: bool = True,
@@ -56,6 +116,7 @@ class CTRModel(Recommender):
         self.bias = nn.Parameter(torch.zeros(1))
         self.embeddings: EmbeddingCollection | None = None
         self.dense_linear: nn.Linear | None = None
+        self._sides: dict[str, tuple[tuple, tuple[EncodedFeatures, Tensor, Tensor]]] = {}  # ranking: encoded sides
         if features is not None:
             self.build(features.field_specs(), features.num_dense)
 
@@ -78,15 +139,19 @@ class CTRModel(Recommender):
     def build_head(self, num_fields: int, num_dense: int) -> None:
         """Subclasses create the parts that depend on the number of fields here."""
 
-    def embed(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
-        """First-order logit ``(B,)`` (bias + weights + dense linear) and the field embeddings ``(B, F, D)``."""
+    def lookup(self, batch: dict[str, Tensor]) -> Tensor:
+        """Table rows of the batch's field values, ``(B, F, 1 + D)``: first-order weight, then embedding."""
         if self.embeddings is None:
             raise ConfigError(f"{type(self).__name__} has no tables yet", where=f"{type(self).__name__}.embed",
                               fix="pass features=<a fitted FeaturePipeline> or call build(fields) before training or predicting")
         bags = None
         if self.embeddings.pooled_names:
             bags = KeyedJagged(self.embeddings.pooled_names, batch["bag_values"], batch["bag_offsets"])
-        rows = self.embeddings(batch["ids"] if self.embeddings.single_names else None, bags)  # (B, F, 1 + D)
+        return self.embeddings(batch["ids"] if self.embeddings.single_names else None, bags)  # (B, F, 1 + D)
+
+    def embed(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+        """First-order logit ``(B,)`` (bias + weights + dense linear) and the field embeddings ``(B, F, D)``."""
+        rows = self.lookup(batch)  # (B, F, 1 + D)
         # one split, not a select and a slice: its backward is one cat instead of two zero-filled scatters
         weights, embeddings = rows.split([1, self.embedding_dim], dim=-1)  # (B, F, 1), (B, F, D)
         first = weights.sum((1, 2)) + self.bias  # (B,)
@@ -99,8 +164,105 @@ class CTRModel(Recommender):
         # one contiguous copy: the interaction parts then reduce unit-stride rows, and a DNN's flat input is a view
         return first, embeddings.contiguous()  # (B,), (B, F, D)
 
+    def head(self, first: Tensor, embeddings: Tensor, dense: Tensor | None) -> Tensor:
+        """Logits ``(B,)`` from the first order ``(B,)``, field embeddings ``(B, F, D)`` and dense ``(B, F_dense)``."""
+        raise NotImplementedError(f"{type(self).__name__} defines no head")
+
+    def predict(self, batch: dict[str, Tensor]) -> Tensor:
+        first, embeddings = self.embed(batch)  # (B,), (B, F, D)
+        return self.head(first, embeddings, batch.get("dense"))  # (B,)
+
     def loss(self, batch: dict[str, Tensor]) -> Tensor:
         return F.binary_cross_entropy_with_logits(self.predict(batch), batch["labels"].float())
+
+    # ranking -----------------------------------------------------------------------------
+    def score_users(self, users: Tensor, history: Interactions, chunk_size: int = CHUNK_SIZE) -> Tensor:
+        """Logit of every item for each user, ``(B, N)``: each row's features joined as training joined them
+        (``history.user_features`` / ``item_features``). ``chunk_size`` bounds the elements one chunk holds.
+        Call it in eval mode (as the evaluators do): dropout and batch norm would see chunks, not rows."""
+        user = self.side(history, "user", self._index(users, history.num_users, "users"))
+        cols = torch.arange(history.num_items, device=self.device)
+        return self.pair_logits(user, self.side(history, "item"), cols, chunk_size)  # (B, N)
+
+    def score_items(self, users: Tensor, items: Tensor, history: Interactions, chunk_size: int = CHUNK_SIZE) -> Tensor:
+        """Logits ``(B, C)`` of candidate ``items`` (``(B, C)`` per user, or ``(C,)`` for all) for each user."""
+        users = self._index(users, history.num_users, "users")
+        items = self._index(items, history.num_items, "items")
+        if items.dim() not in (1, 2) or (items.dim() == 2 and items.shape[0] != len(users)):
+            raise DataError(f"items must be (B, C) or (C,) for {len(users)} users, got {tuple(items.shape)}",
+                            where=f"{type(self).__name__}.score_items", fix="pass one row of candidates per user")
+        unique, cols = torch.unique(items, return_inverse=True)  # each candidate item encoded once
+        return self.pair_logits(self.side(history, "user", users), self.side(history, "item", unique), cols, chunk_size)
+
+    def pair_logits(self, user: SideParts, item: SideParts, cols: Tensor, chunk_size: int = CHUNK_SIZE) -> Tensor:
+        """Logits ``(B, C)`` of user ``b`` with item row ``cols[b, c]`` (or ``cols[c]``): ``head`` on the summed
+        sides, tile by tile (any subclass; LR, FM and DeepFM override it with closed forms)."""
+        out = user.first.new_empty(len(user.first), cols.shape[-1])
+        width = user.embeddings.shape[1] * (self.embedding_dim + 1) + user.dense.shape[1]
+        for rows, columns, items in tiles(len(user.first), cols, width, chunk_size):
+            logits = self.head(grid(user.first, item.first, rows, items), grid(user.embeddings, item.embeddings, rows, items),
+                               grid(user.dense, item.dense, rows, items))
+            out[rows, columns] = logits.view(rows.stop - rows.start, -1)
+        return out
+
+    def side(self, history: Interactions, side: str, index: Tensor | None = None) -> SideParts:
+        """The ``side`` ("user" or "item") parts of rows ``index`` (default: every user or item of ``history``)."""
+        encoded, fields, dense_columns = self._encoded_side(history, side)
+        if index is not None:
+            encoded = _take(encoded, index)
+        offsets = torch.zeros(encoded.bag_lengths.numel() + 1, dtype=torch.long, device=self.device)
+        torch.cumsum(encoded.bag_lengths.flatten(), 0, out=offsets[1:])
+        batch = {"ids": encoded.ids, "bag_values": encoded.bag_values, "bag_offsets": offsets}
+        rows = self.lookup(batch).masked_fill(~fields.view(1, -1, 1), 0.0)  # (n, F, 1 + D), other side zero
+        weights, embeddings = rows.split([1, self.embedding_dim], dim=-1)
+        first = weights.sum((1, 2)) + (self.bias if side == "user" else 0.0)  # (n,)
+        dense = encoded.dense.masked_fill(~dense_columns, 0.0)  # (n, F_dense)
+        if self.dense_linear is not None:
+            first = first + self.dense_linear(dense).squeeze(-1)
+        return SideParts(first, embeddings.contiguous(), dense)
+
+    def _index(self, index: Tensor, size: int, name: str) -> Tensor:
+        index = torch.as_tensor(index, device=self.device).long()
+        if index.numel() and (int(index.min()) < 0 or int(index.max()) >= size):
+            raise DataError(f"{name} must lie in [0, {size}), got [{int(index.min())}, {int(index.max())}]",
+                            where=f"{type(self).__name__} ranking, {name}", fix=f"pass {name} indices of the history")
+        return index
+
+    def _encoded_side(self, history: Interactions, side: str) -> tuple[EncodedFeatures, Tensor, Tensor]:
+        """Every user (or item) of ``history`` encoded as training encodes it, cached until the side frames change;
+        with the masks of the fields ``(F,)`` and dense columns ``(F_dense,)`` that belong to this side."""
+        key = (history.user_features, history.item_features, history.num_users, history.num_items, self.device)
+        cached = self._sides.get(side)
+        if cached is not None and cached[0][0] is key[0] and cached[0][1] is key[1] and cached[0][2:] == key[2:]:
+            return cached[1]
+        where = f"{type(self).__name__}.score_users"
+        if self.features is None:
+            raise ConfigError(f"{type(self).__name__} was built without a FeaturePipeline and cannot encode users and items",
+                              where=where, fix="build the model with features=<the fitted pipeline> to rank items")
+        fitted = self.features.features_
+        sides = column_sides(history)
+        context = [f"{f.name!r} (column {f.column!r})" for f in fitted if f.column not in sides]
+        if context:
+            raise ConfigError(f"feature(s) {', '.join(context)} are neither user- nor item-side (not the user / item "
+                              "ids, nor columns of history.user_features / item_features): they cannot be known "
+                              "when ranking items for a user", where=where,
+                              fix="drop them from the FeaturePipeline to rank, or score given rows with predict")
+        n, other = (history.num_users, "item") if side == "user" else (history.num_items, "user")
+        keys = pl.DataFrame({side: pl.int_range(n, eager=True), other: pl.zeros(n, pl.Int64, eager=True)})
+        rows = Interactions(keys.select("user", "item"), history.users, history.items, user_features=history.user_features,
+                            item_features=history.item_features, name=history.name, assume_sorted=True)
+        encoded = self.features.transform(rows)  # the same join (ctr_frame) and encoding as training
+        if len(encoded) != n:
+            raise DataError(f"history.{side}_features has several rows for some {side}s ({len(encoded)} joined rows for {n})",
+                            where=where, fix=f"keep one row per {side} in {side}_features")
+        encoded = EncodedFeatures(*(t.to(self.device) for t in (encoded.ids, encoded.bag_values, encoded.bag_lengths,
+                                                                 encoded.dense)))
+        side_of = {f.name: sides[f.column] for f in fitted}
+        fields = torch.tensor([side_of[f.name] == side for f in self.embeddings.fields], dtype=torch.bool, device=self.device)
+        dense_columns = torch.tensor([side_of[f.name] == side for f in fitted if f.kind == "dense"], dtype=torch.bool,
+                                     device=self.device)
+        self._sides[side] = (key, (encoded, fields, dense_columns))
+        return encoded, fields, dense_columns
 
 
 class LogisticRegression(CTRModel):
@@ -117,6 +279,8 @@ class LogisticRegression(CTRModel):
     def __init__(self, features: FeaturePipeline | None = None, sparse: bool = True, init_std: float = 1e-2) -> None:
         super().__init__(features, embedding_dim=0, sparse=sparse, init_std=init_std)
 
-    def predict(self, batch: dict[str, Tensor]) -> Tensor:
-        first, _ = self.embed(batch)
+    def head(self, first: Tensor, embeddings: Tensor, dense: Tensor | None) -> Tensor:
         return first  # (B,)
+
+    def pair_logits(self, user: SideParts, item: SideParts, cols: Tensor, chunk_size: int = CHUNK_SIZE) -> Tensor:
+        return user.first[:, None] + item.first[cols]  # (B, C): the logit is the sum of the two sides

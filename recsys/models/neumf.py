@@ -16,7 +16,7 @@ from recsys.models.base import Recommender
 if TYPE_CHECKING:
     from recsys.data.interactions import Interactions
     from recsys.data.vocabulary import Vocabulary
-    from recsys.embeddings.table import KeyedEmbedding
+    from recsys.embeddings.keyed_vectors import KeyedVectors
 
 _MODES = ("neumf", "gmf", "mlp")
 
@@ -51,7 +51,12 @@ class NeuMF(Recommender):
     >>> batch = {"users": torch.tensor([0, 1]), "items": torch.tensor([2, 3]), "negatives": torch.tensor([[4], [5]])}
     >>> model.loss(batch).shape, model.score_users(torch.tensor([0, 1, 2]), history=None).shape
     (torch.Size([]), torch.Size([3, 6]))
+
+    New users are folded in (``recsys.training.fold_in``): both towers' user tables refit on pairwise batches.
     """
+
+    user_tables = ("gmf_user", "mlp_user")
+    fold_in_batches = "pairwise"
 
     def __init__(
         self,
@@ -75,6 +80,7 @@ class NeuMF(Recommender):
             raise ConfigError(f"invalid mode={mode!r} or dropout={dropout}", where="NeuMF", fix=f"mode in {_MODES}, 0 <= dropout < 1")
         self.num_users, self.num_items, self.mode = num_users, num_items, mode
         self.gmf_dim, self.mlp_dim, self.layers, self.dropout = gmf_dim, mlp_dim, layers, dropout
+        self.init_std = init_std
         self.gmf_user = nn.Embedding(num_users, gmf_dim)
         self.gmf_item = nn.Embedding(num_items, gmf_dim)
         self.mlp_user = nn.Embedding(num_users, mlp_dim)
@@ -157,10 +163,10 @@ class NeuMF(Recommender):
             self.head.weight.copy_(torch.cat([alpha * gmf.head.weight, (1 - alpha) * mlp.head.weight], dim=1))
             self.head.bias.copy_(alpha * gmf.head.bias + (1 - alpha) * mlp.head.bias)
 
-    def user_embeddings(self, users: Vocabulary) -> KeyedEmbedding:
+    def user_embeddings(self, users: Vocabulary) -> KeyedVectors:
         """``[gmf | mlp]`` user embeddings keyed by original user id."""
         return keyed(users, torch.cat([self.gmf_user.weight, self.mlp_user.weight], dim=1))
 
-    def item_embeddings(self, items: Vocabulary) -> KeyedEmbedding:
+    def item_embeddings(self, items: Vocabulary) -> KeyedVectors:
         """``[gmf | mlp]`` item embeddings keyed by original item id."""
         return keyed(items, torch.cat([self.gmf_item.weight, self.mlp_item.weight], dim=1))

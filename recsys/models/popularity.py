@@ -25,6 +25,8 @@ class Popularity(Recommender):
             [5., 1., 3.]])
     """
 
+    reads_history = True  # no per-user parameters: every user, new or not, gets the same scores
+
     def __init__(self, num_items: int) -> None:
         super().__init__()
         if num_items <= 0:

@@ -23,12 +23,14 @@ from torch import Tensor, nn
 
 from recsys.data.ids import ITEM_SHIFT, PADDING_INDEX
 from recsys.errors import ConfigError, DataError
+from recsys.models.als import keyed
 from recsys.models.base import Recommender
 from recsys.nn.transformer import PositionalEmbedding, TransformerEncoder, init_weights
 
 if TYPE_CHECKING:
     from recsys.data.interactions import Interactions
     from recsys.data.vocabulary import Vocabulary
+    from recsys.embeddings.keyed_vectors import KeyedVectors
 
 
 # losses: hidden states h (M, D) of the M positions with a target, targets (M,) and negatives (M, S)
@@ -62,9 +64,11 @@ class SequentialRecommender(Recommender):
 
     Subclasses define ``item_embedding`` (an ``nn.Embedding`` of ``num_items + 2`` rows: padding,
     items, mask), ``history_len`` (how many recent items they read) and ``score_sequences(seqs (B, T))
-    -> (B, N)``. ``prepare(train)`` keeps the item vocabulary for :meth:`recommend`.
+    -> (B, N)``. ``prepare(train)`` keeps the item vocabulary for :meth:`recommend`. A user is read
+    only through ``history.padded_sequences`` (``reads_history``), so new users are scored from their items.
     """
 
+    reads_history = True
     num_items: int
     history_len: int
     items_: Vocabulary | None = None
@@ -86,6 +90,10 @@ class SequentialRecommender(Recommender):
         sequences = self._sequences(history)[users.cpu()]  # (B, T)
         first = int((sequences != PADDING_INDEX).any(0).int().argmax())  # drop all-padding columns (exact)
         return self.score_sequences(sequences[:, first:].to(self.device))  # (B, N)
+
+    def item_embeddings(self, items: Vocabulary) -> KeyedVectors:
+        """Rows ``1..N`` of the (input and output) item table keyed by original item id; padding and mask rows skipped."""
+        return keyed(items, self.item_embedding.weight[ITEM_SHIFT : self.num_items + ITEM_SHIFT])  # (N, D)
 
     def recommend(self, history: Sequence[Any], k: int = 10, skip_unknown: bool = False,
                   filter_already_liked_items: bool = True) -> tuple[list[Any], Tensor]:

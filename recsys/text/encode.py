@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from recsys.embeddings.table import KeyedEmbedding
+from recsys.embeddings.keyed_vectors import KeyedVectors
 from recsys.errors import DataError
 from recsys.runtime import resolve_device
 from recsys.text.encoder import BertEncoder
@@ -73,15 +73,15 @@ def item_text_embeddings(
     cache_dir: str | Path | None = None,
     device: str | torch.device = "auto",
     progress: bool = True,
-) -> KeyedEmbedding:
-    """Encode ``texts[i]`` for item ``ids[i]`` into a frozen :class:`KeyedEmbedding`.
+) -> KeyedVectors:
+    """Encode ``texts[i]`` for item ``ids[i]`` into :class:`KeyedVectors` keyed by ``ids``.
 
     With ``cache_dir``, the table is written to ``item_text_<hash>.parquet`` keyed by the encoder's
     weights, the tokenizer and the texts, and read back on the next call with the same inputs.
 
     >>> tok = TextTokenizer.train(["red apple", "green apple", "red car"], vocab_size=50)
     >>> enc = BertEncoder(tok.vocab_size, dim=8, num_layers=1, num_heads=2, max_len=16)
-    >>> item_text_embeddings(["red car", "apple"], [7, 9], enc, tok, progress=False, device="cpu").weight.shape
+    >>> item_text_embeddings(["red car", "apple"], [7, 9], enc, tok, progress=False, device="cpu").table.shape
     torch.Size([2, 8])
     """
     if len(texts) != len(ids):
@@ -91,9 +91,9 @@ def item_text_embeddings(
         path = Path(cache_dir) / f"item_text_{_fingerprint(encoder, tokenizer, texts, normalize)}.parquet"
         if path.is_file():
             log.info("item text embeddings from cache %s", path)
-            return KeyedEmbedding.read_parquet(path)
+            return KeyedVectors.from_parquet(path)
     vectors = encode_texts(encoder, tokenizer, texts, batch_size, normalize, device, progress)
-    table = KeyedEmbedding.from_pretrained(vectors, ids=np.asarray(ids, dtype=np.int64))
+    table = KeyedVectors(np.asarray(ids, dtype=np.int64).tolist(), vectors)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         table.to_parquet(path)

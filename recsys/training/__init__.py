@@ -6,6 +6,7 @@ from recsys.training.checkpoint import load_checkpoint, save_checkpoint
 from recsys.training.device import resolve_device
 from recsys.training.distributed import destroy_distributed, is_distributed, is_main_process, rank, world_size
 from recsys.training.engine import FitEngine
+from recsys.training.fold_in import fold_in, fold_in_scores
 from recsys.training.loggers import CSVLogger, TensorBoardLogger
 from recsys.training.pretrained import NeuMFPretrained
 from recsys.training.seed import seed_everything
@@ -24,6 +25,8 @@ __all__ = [
     "Trainer",
     "clip_grad_norm",
     "destroy_distributed",
+    "fold_in",
+    "fold_in_scores",
     "is_distributed",
     "is_main_process",
     "load_checkpoint",

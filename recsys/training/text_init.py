@@ -96,5 +96,5 @@ def init_item_table_from_text(
     dim = item_table(model).embedding_dim
     encoder, tokenizer = load_pretrained(None if checkpoint == BUNDLED else checkpoint)
     texts = item_texts(data.item_features, data.num_items)
-    vectors = item_text_embeddings(texts, range(data.num_items), encoder, tokenizer, device=device, progress=progress).weight
+    vectors = item_text_embeddings(texts, range(data.num_items), encoder, tokenizer, device=device, progress=progress).table
     load_item_embeddings(model, text_item_init(vectors, dim))

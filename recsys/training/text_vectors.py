@@ -66,4 +66,4 @@ class ItemTextEngine:
         texts = item_texts(train.item_features, model.num_items, tuple(self.fields))
         table = item_text_embeddings(texts, range(model.num_items), encoder, tokenizer, self.batch_size,
                                      cache_dir=self.cache_dir, device=device, progress=progress)
-        model.set_item_vectors(table.weight.detach())
+        model.set_item_vectors(table.table)

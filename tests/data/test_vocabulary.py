@@ -1,4 +1,4 @@
-"""Vocabulary: sorted ids, round trips, unknown ids."""
+"""Vocabulary: sorted ids, counted ids (from_counts, OOV), round trips, unknown ids."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from recsys.data.vocabulary import Vocabulary
-from recsys.errors import DataError
+from recsys.errors import ConfigError, DataError
 
 
 def test_from_values_sorts_and_round_trips():
@@ -43,3 +43,17 @@ def test_duplicate_ids_rejected_and_out_of_range_index():
         Vocabulary(pl.Series([1, 1, 2]))
     with pytest.raises(DataError, match="out of range"):
         Vocabulary(pl.Series([1, 2])).to_original([2])
+
+
+def test_from_counts_caps_and_maps_oov_like_the_frequency_vocabulary():
+    ids = torch.tensor([5, 5, 5, 8, 8, 1, 2, 2, 9])
+    vocab = Vocabulary.from_counts(ids, max_size=3)
+    assert vocab.ids.to_list() == [5, 2, 8] and vocab.counts.tolist() == [3, 2, 2]
+    assert vocab.to_index(torch.tensor([[8, 1], [42, 5]]), unknown="oov").tolist() == [[2, 3], [3, 0]]
+    assert vocab.oov_index + 1 == 4 and vocab.coverage == pytest.approx(7 / 9)
+    by_counts = Vocabulary.from_counts(torch.tensor([4, 7, 4]), min_count=3, counts=torch.tensor([2, 5, 2]))
+    assert by_counts.ids.to_list() == [7, 4] and by_counts.counts.tolist() == [5, 4]
+    assert Vocabulary.from_counts(ids, max_size=0).to_index(ids, unknown="oov").tolist() == [0] * 9
+    assert Vocabulary.from_dict(vocab.to_dict()).counts.tolist() == [3, 2, 2]
+    with pytest.raises(ConfigError, match="min_count"):
+        Vocabulary.from_counts(ids, min_count=0)

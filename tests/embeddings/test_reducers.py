@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from recsys.embeddings import EmbeddingField, FrequencyVocabulary, KeyedJagged, MixedDimEmbeddingCollection, QREmbedding, power_law_dims
+from recsys.embeddings import EmbeddingField, KeyedJagged, MixedDimEmbeddingCollection, QREmbedding, power_law_dims
 from recsys.errors import ConfigError, DataError
 
 
@@ -57,16 +57,3 @@ def test_power_law_dims_and_from_sizes():
     assert dims[-1] == 64 and dims[0] < dims[1] < 64
     mixed = MixedDimEmbeddingCollection.from_sizes([EmbeddingField("x", 10, 64), EmbeddingField("y", 10**5, 64)], 64)
     assert mixed(torch.tensor([[1, 2]])).shape == (1, 2, 64)
-
-
-def test_frequency_vocabulary_caps_and_maps_oov():
-    ids = torch.tensor([5, 5, 5, 8, 8, 1, 2, 2, 9])
-    vocab = FrequencyVocabulary(max_size=3).fit(ids)
-    assert vocab.ids_.tolist() == [5, 2, 8] and vocab.counts_.tolist() == [3, 2, 2]
-    assert vocab.transform(torch.tensor([[8, 1], [42, 5]])).tolist() == [[2, 3], [3, 0]]
-    assert vocab.num_embeddings == 4 and vocab.coverage_ == pytest.approx(7 / 9)
-    by_counts = FrequencyVocabulary(min_count=3).fit(torch.tensor([4, 7, 4]), counts=torch.tensor([2, 5, 2]))
-    assert by_counts.ids_.tolist() == [7, 4]
-    assert vocab.field("item", 8).num_embeddings == 4
-    with pytest.raises(ConfigError, match="not fitted"):
-        FrequencyVocabulary().transform(ids)

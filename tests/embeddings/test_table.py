@@ -1,13 +1,14 @@
-"""KeyedEmbedding: lookups by original id, parquet round trip, cosine neighbours."""
+"""KeyedEmbedding (trainable table) and KeyedVectors (artifact): lookups by original id, parquet round trip, cosine neighbours."""
 
 from __future__ import annotations
 
 import numpy as np
+import polars as pl
 import pytest
 import torch
 import torch.nn.functional as F
 
-from recsys.embeddings import KeyedEmbedding
+from recsys.embeddings import KeyedEmbedding, KeyedVectors
 from recsys.errors import DataError
 
 
@@ -36,15 +37,27 @@ def test_numpy_and_parquet_round_trip(tmp_path):
     table = _table(dtype=torch.bfloat16)
     ids, vectors = table.to_numpy()
     assert ids[0] == 1049 and vectors.dtype == np.float32 and vectors.shape == (50, 8)
-    path = table.to_parquet(tmp_path / "items.parquet")
+    path = table.to_keyed_vectors().to_parquet(tmp_path / "items.parquet")
     assert [p.name for p in tmp_path.iterdir()] == ["items.parquet"]
-    loaded = KeyedEmbedding.read_parquet(path)
+    assert pl.read_parquet(path).columns == ["key", "vector"]
+    loaded = KeyedEmbedding.from_keyed_vectors(KeyedVectors.from_parquet(path))
     assert np.array_equal(loaded.to_numpy()[0], ids) and np.allclose(loaded.to_numpy()[1], vectors)
+    assert not loaded.weight.requires_grad and KeyedEmbedding.from_keyed_vectors(KeyedVectors.from_parquet(path), freeze=False).weight.requires_grad
+
+
+def test_string_keys_parquet_round_trip_and_integer_key_checks(tmp_path):
+    wv = KeyedVectors(["a", "b"], torch.eye(2))
+    back = KeyedVectors.from_parquet(wv.to_parquet(tmp_path / "wv.parquet"))
+    assert back.index_to_key == ["a", "b"] and np.array_equal(back.vectors, wv.vectors)
+    with pytest.raises(DataError, match="integer keys"):
+        KeyedEmbedding.from_keyed_vectors(wv)
+    with pytest.raises(DataError, match="columns"):
+        KeyedVectors.from_parquet(pl.DataFrame({"x": [1]}).write_parquet(tmp_path / "bad.parquet") or tmp_path / "bad.parquet")
 
 
 def test_most_similar_matches_brute_force():
     table = _table()
-    neighbors, scores = table.most_similar(torch.tensor([1000, 1020, 1049]), k=5, batch_size=2)
+    neighbors, scores = table.to_keyed_vectors().most_similar_ids(torch.tensor([1000, 1020, 1049]), topn=5, batch_size=2)
     unit = F.normalize(table.weight, dim=1)
     for q, query in enumerate([1000, 1020, 1049]):
         row = int(table.index(torch.tensor([query])))

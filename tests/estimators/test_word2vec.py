@@ -13,8 +13,8 @@ import torch.nn.functional as F
 
 from recsys.data.frame import from_frame
 from recsys.data.skipgram import pack_contexts
+from recsys.embeddings.keyed_vectors import KeyedVectors
 from recsys.errors import DataError
-from recsys.estimators.keyed_vectors import KeyedVectors
 from recsys.estimators.word2vec import Word2Vec
 from recsys.training.sgns import SGNS, outputs, sgns_step
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 
+import numpy as np
 import polars as pl
 import pytest
 import torch
@@ -16,7 +17,7 @@ from recsys.cli.experiment import fill_data_sizes
 from recsys.data.batches import PairwiseBatches
 from recsys.data.frame import from_frame
 from recsys.data.pointwise_batches import RatingBatches
-from recsys.embeddings.table import KeyedEmbedding
+from recsys.embeddings import KeyedVectors
 from recsys.errors import ConfigError, DataError
 from recsys.models.als import ALS
 from recsys.models.base import Recommender
@@ -126,18 +127,19 @@ def test_embeddings_export_keyed_by_original_ids(make) -> None:
     if isinstance(model, (ALS,)):
         model.prepare(data)
     items, users = model.item_embeddings(data.items), model.user_embeddings(data.users)
-    assert isinstance(items, KeyedEmbedding) and isinstance(users, KeyedEmbedding)
-    assert items.ids.tolist() == data.items.ids.to_list() and len(users.ids) == data.num_users == 12
+    assert isinstance(items, KeyedVectors) and isinstance(users, KeyedVectors)
+    assert items.index_to_key == data.items.ids.to_list() and len(users) == data.num_users == 12
     first = data.items.ids.to_list()[0]
-    assert torch.equal(items(torch.tensor([first]))[0], items.weight[0])
+    assert np.array_equal(items[first], items.vectors[0])
+    assert items.table.dtype == torch.float32 and items.table.device.type == "cpu" and not items.table.requires_grad
 
 
 def test_ease_embeddings_are_weight_rows() -> None:
     data, _, _ = planted(num_users=12, num_items=9, keep=0.9)
     model = EASE(data.num_items, reg=1.0)
     model.prepare(data)
-    assert torch.equal(model.item_embeddings(data.items).weight, model.weights)
-    assert model.user_embeddings(data.users, data).weight.shape == (12, 9)
+    assert torch.equal(model.item_embeddings(data.items).table, model.weights)
+    assert model.user_embeddings(data.users, data).table.shape == (12, 9)
 
 
 @pytest.mark.parametrize("build", [

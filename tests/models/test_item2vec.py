@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from recsys.data.frame import from_frame
 from recsys.data.interactions import Interactions
-from recsys.embeddings.table import KeyedEmbedding
+from recsys.embeddings import KeyedVectors
 from recsys.errors import ConfigError
 from recsys.evaluation.ranking import RankingEvaluator
 from recsys.models.item2vec import Item2Vec
@@ -77,9 +77,11 @@ def test_evaluator_and_item_embeddings_export() -> None:
     metrics = RankingEvaluator(ks=(10,), metrics=("hr",)).evaluate_model(model, data, data)
     assert 0.0 <= metrics["hr@10"] <= 1.0
     table = model.item_embeddings(data.items)
-    assert isinstance(table, KeyedEmbedding)
-    ids = torch.tensor(data.items.ids.to_list()[:3])
-    assert torch.allclose(table(ids), model.item_vectors[:3])
+    assert isinstance(table, KeyedVectors)
+    ids = data.items.ids.to_list()[:3]
+    assert torch.allclose(torch.from_numpy(table[ids]), model.item_vectors[:3])
+    trainable = table.to_keyed_embedding(freeze=False)
+    assert trainable.weight.requires_grad and torch.allclose(trainable(torch.tensor(ids)), model.item_vectors[:3])
     assert not hasattr(model, "item_embedding")  # elsewhere the name of an embedding table, never a method
 
 

@@ -64,7 +64,7 @@ def test_bpr_item_table_is_initialized_from_the_encoded_titles(tmp_path):
     users_before = model.user_embedding.weight.detach().clone()
     init_item_table_from_text(model, data, folder, device="cpu", progress=False)
     encoder, tokenizer = load_pretrained(folder)
-    vectors = item_text_embeddings(item_texts(data.item_features, 4), range(4), encoder, tokenizer, progress=False, device="cpu").weight
+    vectors = item_text_embeddings(item_texts(data.item_features, 4), range(4), encoder, tokenizer, progress=False, device="cpu").table
     assert torch.allclose(model.item_embedding.weight, text_item_init(vectors, 4), atol=1e-6)
     assert torch.equal(model.user_embedding.weight, users_before)  # only the item table
 

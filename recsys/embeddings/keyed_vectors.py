@@ -1,4 +1,9 @@
-"""``KeyedVectors``: trained vectors looked up by original key (gensim's ``wv``), with word2vec-format I/O."""
+"""``KeyedVectors``: the one keyed-vectors artifact: trained vectors looked up by original key (gensim's ``wv``).
+
+Models' ``item_embeddings`` / ``user_embeddings``, ``Word2Vec.wv`` and cached text embeddings all return one;
+it saves as ``.npz``, parquet (columns ``key``, ``vector``) or the word2vec format. The trainable table that
+initializes a model from it is :class:`recsys.embeddings.KeyedEmbedding` (``to_keyed_embedding``).
+"""
 
 from __future__ import annotations
 
@@ -30,6 +35,10 @@ class KeyedVectors:
     [('b', 0.9938...)]
     >>> round(wv.similarity("a", "c"), 4), wv["c"].tolist(), "z" in wv
     (0.0, [0.0, 1.0], False)
+    >>> ids = KeyedVectors([10, 20, 30], torch.eye(3)[[0, 0, 2]])
+    >>> neighbours, scores = ids.most_similar_ids(torch.tensor([10, 30]), topn=1)
+    >>> neighbours.tolist()
+    [[20], [10]]
     """
 
     def __init__(self, keys: Sequence[Hashable], vectors: Tensor | np.ndarray) -> None:
@@ -177,13 +186,52 @@ class KeyedVectors:
         keys, arrays, _ = _load_npz(path)
         return cls(keys, torch.from_numpy(arrays["vectors"].copy()))
 
+    def to_parquet(self, path: str | Path) -> Path:
+        """Write columns ``key`` (int64 or string) and ``vector`` (float32 array) atomically."""
+        frame = pl.DataFrame({"key": self.index_to_key, "vector": self.table.numpy()})
+        return atomic_write(path, frame.write_parquet)
+
+    @classmethod
+    def from_parquet(cls, path: str | Path) -> KeyedVectors:
+        """Read a file written by :meth:`to_parquet` (or an older ``id`` / ``vector`` table)."""
+        path = Path(path)
+        if not path.is_file():
+            raise DataError(f"file not found: {path}", where="KeyedVectors.from_parquet", fix="pass a file written by to_parquet()")
+        frame = pl.read_parquet(path)
+        if frame.columns not in (["key", "vector"], ["id", "vector"]):
+            raise DataError(f"columns {frame.columns} are not ['key', 'vector']", where=str(path), fix="read a file written by to_parquet")
+        return cls(frame[frame.columns[0]].to_list(), torch.from_numpy(frame["vector"].to_numpy().astype(np.float32)))
+
+    def integer_keys(self, where: str) -> Tensor:
+        """The keys as a LongTensor ``(V,)``; a :class:`DataError` when they are not all integers."""
+        if not all(isinstance(key, (int, np.integer)) and not isinstance(key, bool) for key in self.index_to_key):
+            raise DataError("this needs integer keys", where=where, fix="train on integer item ids")
+        return torch.tensor(self.index_to_key, dtype=torch.long)
+
+    @torch.no_grad()
+    def most_similar_ids(self, keys: Tensor | Sequence[int], topn: int = 10, batch_size: int = 1024) -> tuple[Tensor, Tensor]:
+        """Batched cosine neighbours for integer keys, each query itself left out: ``(keys (Q, K), scores (Q, K))``."""
+        ids = self.integer_keys("KeyedVectors.most_similar_ids")
+        k = min(topn, len(self) - 1)
+        if k < 1:
+            raise DataError("most_similar_ids needs at least two vectors", where="KeyedVectors.most_similar_ids", fix="use a larger table")
+        queries = self.rows(torch.as_tensor(keys).flatten().tolist())
+        unit = self.unit_vectors()  # (V, D)
+        top_ids, top_scores = [], []
+        for start in range(0, len(queries), batch_size):  # batches of queries, not rows
+            rows = queries[start : start + batch_size]
+            scores = unit[rows] @ unit.T  # (Q, V)
+            scores[torch.arange(len(rows)), rows] = -torch.inf
+            values, indices = scores.topk(k, dim=1)
+            top_ids.append(ids[indices])
+            top_scores.append(values)
+        return torch.cat(top_ids), torch.cat(top_scores)
+
     def to_keyed_embedding(self, freeze: bool = True) -> Any:
-        """The table as a :class:`recsys.embeddings.KeyedEmbedding` (integer keys only), e.g. to initialize a model."""
+        """The table as a trainable :class:`recsys.embeddings.KeyedEmbedding` (integer keys only), e.g. to initialize a model."""
         from recsys.embeddings.table import KeyedEmbedding
 
-        if not all(isinstance(key, (int, np.integer)) for key in self.index_to_key):
-            raise DataError("KeyedEmbedding needs integer keys", where="KeyedVectors.to_keyed_embedding", fix="train on integer item ids")
-        return KeyedEmbedding.from_pretrained(self.table, ids=np.asarray(self.index_to_key, dtype=np.int64), freeze=freeze)
+        return KeyedEmbedding.from_keyed_vectors(self, freeze=freeze)
 
 
 def _save_npz(file: IO[bytes], keys: Sequence[Hashable], meta: dict | None = None, **arrays: np.ndarray) -> None:
