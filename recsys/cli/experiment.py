@@ -1,28 +1,36 @@
 """A composed Hydra config -> the typed pipeline (:func:`recsys.pipeline.run_pipeline`); nothing else.
 
 The config is turned into the pipeline's arguments (objects and factories) and checked before any data
-is loaded: unknown keys, a monitor the evaluator does not report, an impossible device.
+is loaded: unknown keys, a monitor the evaluator does not report, an impossible device, a ``resume_from``
+whose run was configured otherwise (``+resume_allow=[key, ...]`` accepts listed changes) or has nothing left.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
 from recsys.cli.validate import check_keys, validate_config
 from recsys.errors import ConfigError, RecsysError
 from recsys.pipeline import DATA_ARGUMENTS, RunResult, check_compatible, check_monitor, open_arguments, run_pipeline
 from recsys.runtime import atomic_write_text, resolve_device
-from recsys.training import is_main_process, seed_everything
+from recsys.training import is_main_process, load_checkpoint, seed_everything
+from recsys.training.checkpoint import TRAINER_KEYS
 
 log = logging.getLogger(__name__)
 
 MODEL_KEYS = ("module", "batches", "optimizer", "engine")
+#: Keys a resumed run may change freely: where it runs and what it reports, not what it learns.
+#: ``trainer.epochs`` may grow (a run that has done them all has nothing to resume).
+RESUME_FREE = ("resume_from", "compare_to_popularity", "dataset.cache_dir", "dataset.root", "trainer.device",
+               "trainer.progress", "trainer.tensorboard", "trainer.threads", "trainer.epochs")
+_ABSENT = "<absent>"
 
 
 def build(node: DictConfig, where: str, **kwargs: Any) -> Any:
@@ -64,8 +72,72 @@ def factory(node: DictConfig, where: str, sizes: dict[str, int] | None = None) -
     return build(node, where, _partial_=True, _convert_="all")  # plain lists and dicts: the run spec is JSON
 
 
+def config_differences(old: Any, new: Any, prefix: str = "") -> dict[str, tuple[Any, Any]]:
+    """``{dotted key: (old, new)}`` for the leaves where two plain configs differ; ``???`` in ``new`` (a size
+    the data fills in) matches anything.
+
+    >>> config_differences({"a": {"lr": 0.003, "n": 5}, "b": 1}, {"a": {"lr": 0.1, "n": "???"}, "b": 1})
+    {'a.lr': (0.003, 0.1)}
+    """
+    if isinstance(old, dict) and isinstance(new, dict):
+        out: dict[str, tuple[Any, Any]] = {}
+        for key in sorted({*old, *new}, key=str):
+            out.update(config_differences(old.get(key, _ABSENT), new.get(key, _ABSENT), f"{prefix}{key}."))
+        return out
+    return {} if new == "???" or old == new else {prefix.rstrip("."): (old, new)}
+
+
+def _allowed(key: str, allow: Iterable[str]) -> bool:
+    return any(a == "*" or key == a or key.startswith(a + ".") for a in allow)
+
+
+def resume_allow(cfg: DictConfig) -> list[str]:
+    """Pop ``resume_allow`` (the keys a resumed run may change, ``'*'`` for any) from ``cfg``."""
+    if "resume_allow" not in cfg:
+        return []
+    with open_dict(cfg):
+        allow = cfg.pop("resume_allow")
+    allow = list(allow) if isinstance(allow, (list, ListConfig)) else [allow]
+    if not all(isinstance(key, str) for key in allow):
+        raise ConfigError(f"resume_allow={allow!r} is not a list of config keys", where="resume_allow",
+                          fix="e.g. +resume_allow=[model.optimizer.lr,trainer.patience]")
+    return allow
+
+
+def check_resume(cfg: DictConfig, allow: Iterable[str] = ()) -> None:
+    """Before any data is loaded: ``cfg.resume_from`` is a trainer checkpoint with epochs left, and its run's
+    ``config.yaml`` (beside it) equals ``cfg`` except for :data:`RESUME_FREE` and ``allow``."""
+    path = Path(cfg.resume_from)
+    state = load_checkpoint(path, required=TRAINER_KEYS, mmap=True)
+    done, epochs, patience = state["epoch"], cfg.trainer.epochs, cfg.trainer.get("patience")
+    if done >= epochs:
+        raise ConfigError(f"nothing to resume; raise trainer.epochs: the run completed {done} of "
+                          f"trainer.epochs={epochs}", where=str(path), fix=f"resume with trainer.epochs > {done}")
+    if patience is not None and state.get("evals_since_best", 0) >= patience:
+        raise ConfigError(f"nothing to resume; the run stopped early after epoch {done} (trainer.patience="
+                          f"{patience})", where=str(path),
+                          fix="raise trainer.patience and allow it: +resume_allow=[trainer.patience]")
+    saved = path.parent / "config.yaml"
+    if not saved.is_file():
+        if _allowed("", allow):
+            return
+        raise ConfigError(f"cannot check that this run matches the one it resumes: no config.yaml beside {path}",
+                          where="resume_from", fix="resume from last.pt in its run directory, or accept any "
+                          "config with +resume_allow=['*']")
+    old = OmegaConf.to_container(OmegaConf.load(saved), resolve=False)
+    new = {k: v for k, v in OmegaConf.to_container(cfg, resolve=True).items() if k != "hydra"}
+    differing = {k: v for k, v in config_differences(old, new).items() if not _allowed(k, (*RESUME_FREE, *allow))}
+    if differing:
+        changes = "; ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in differing.items())
+        raise ConfigError(
+            f"the config differs from the run it resumes in {sorted(differing)} ({changes})", where=str(saved),
+            fix="resume with the same settings, or accept the change (the new value is used and recorded): "
+            f"+resume_allow=[{','.join(sorted(differing))}]")
+
+
 def run_experiment(cfg: DictConfig, run_dir: Path) -> RunResult:
     """Validate ``cfg``, then train and evaluate through the pipeline; the run is saved in ``run_dir``."""
+    allow = resume_allow(cfg)
     model_cfg = cfg.model
     unknown = [key for key in model_cfg.keys() if key not in MODEL_KEYS]
     missing = [key for key in ("module", "batches", "optimizer") if key not in model_cfg]
@@ -84,6 +156,8 @@ def run_experiment(cfg: DictConfig, run_dir: Path) -> RunResult:
         model_class = factory(model_cfg.module, "model.module").func
         if isinstance(model_class, type):
             check_compatible(model_class, evaluator)
+    if cfg.resume_from is not None:
+        check_resume(cfg, allow)
     seed_everything(cfg.seed)
     data = build(cfg.dataset, "dataset")
     split = build(cfg.split, "split", data=data)

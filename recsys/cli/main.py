@@ -35,6 +35,12 @@ def main(argv: list[str] | None = None) -> None:
 
         raise SystemExit(run_command(args))
     if args and args[0] == "bench":
+        if len(args) == 2 and args[1] in ("-h", "--help"):
+            print("usage: recsys bench NAME [args ...]   run a benchmark and print its table "
+                  "(`recsys bench NAME --help` for its options)\n\nbenchmarks:")
+            for name, module in BENCHMARKS.items():
+                print(f"  {name:<18} {module}")
+            return
         if len(args) < 2 or args[1] not in BENCHMARKS:
             print(f"error: unknown benchmark {args[1] if len(args) > 1 else '(none)'}; choose one of: {', '.join(BENCHMARKS)}", file=sys.stderr)
             raise SystemExit(2)

@@ -1,8 +1,16 @@
-"""``recsys-train``: Hydra entry point. Bad input exits with code 2, one clear message, no run dir left."""
+"""``recsys-train``: Hydra entry point. Bad input exits with code 2, one clear message, no run dir left.
+
+Each run owns its directory: it claims ``run.lock`` there exclusively before anything else, and a run that
+finds the lock taken (two started in the same microsecond, or the same ``hydra.run.dir`` twice) moves to
+``<dir>-2``, ``<dir>-3``, ... A run reads no other run's files but the ``resume_from`` it is given.
+"""
 
 from __future__ import annotations
 
+import logging
+import os
 import shutil
+import socket
 import sys
 from pathlib import Path
 
@@ -17,10 +25,64 @@ from recsys.training import destroy_distributed, is_distributed, is_main_process
 
 USAGE_ERROR = 2
 INTERRUPTED = 130  # the shell's code for Ctrl-C
+LOCK = "run.lock"
+RUN_FILES = ("config.yaml", "last.pt", "checkpoint.pt")  # a folder holding one is a run's, lock or not
+
+
+def _lock(run_dir: Path) -> bool:
+    """Create ``run_dir/run.lock`` exclusively (holding this process's host and pid); False if it exists."""
+    try:
+        fd = os.open(run_dir / LOCK, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    except FileExistsError:
+        return False
+    with os.fdopen(fd, "w") as file:
+        file.write(f"{socket.gethostname()} {os.getpid()}\n")
+    return True
+
+
+def claim_run_dir(run_dir: Path) -> Path:
+    """``run_dir`` if this process could lock it, else the first ``<run_dir>-N`` (N = 2, 3, ...) it creates.
+
+    Hydra has already made ``run_dir`` (and ``.hydra/``) when two runs share it; the one that loses the
+    lock gets a fresh folder, made with ``mkdir(exist_ok=False)`` so no two runs can get the same one, and
+    its own ``.hydra/`` (copied from Hydra's, which both runs wrote with the same content).
+    """
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if not any((run_dir / name).exists() for name in RUN_FILES) and _lock(run_dir):
+        return run_dir
+    for n in range(2, 10_000):
+        candidate = run_dir.with_name(f"{run_dir.name}-{n}")
+        try:
+            candidate.mkdir()
+        except FileExistsError:
+            continue
+        if not _lock(candidate):  # cannot happen: the folder is ours; be safe anyway
+            continue
+        if (run_dir / ".hydra").is_dir():
+            shutil.copytree(run_dir / ".hydra", candidate / ".hydra")
+        _move_log_files(run_dir, candidate)
+        print(f"{run_dir} belongs to another run; this run writes to {candidate}", file=sys.stderr)
+        return candidate
+    raise RuntimeError(f"no free run directory beside {run_dir}")
+
+
+def _move_log_files(old: Path, new: Path) -> None:
+    """Point the log file handlers Hydra opened in ``old`` (``train.log``) at the same name in ``new``."""
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler) and Path(handler.baseFilename).parent == old.resolve():
+            handler.acquire()
+            try:
+                handler.close()
+                handler.baseFilename = str(new.resolve() / Path(handler.baseFilename).name)
+                handler.stream = handler._open()
+            finally:
+                handler.release()
 
 
 def _run(cfg: DictConfig) -> None:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
+    if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 writes the run
+        run_dir = claim_run_dir(run_dir)
     try:
         result = run_experiment(cfg, run_dir)
         main_process = is_main_process()  # read before the process group is torn down

@@ -7,19 +7,19 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
+from recsys.data.download import file_digest, make_temp_dir
 from recsys.data.interactions import Interactions
 from recsys.data.vocabulary import Vocabulary
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1  # bump when parsing or the stored layout changes: old entries are then ignored
+FORMAT_VERSION = 2  # bump when parsing or the stored layout changes: old entries are then ignored (2: sha256 per file)
 
 
 def default_cache_dir() -> Path:
@@ -51,9 +51,15 @@ _PARTS = ("frame", "users", "items", "user_features", "item_features")
 
 
 def save(data: Interactions, folder: Path) -> None:
-    """Write ``data`` into ``folder`` via a temporary sibling renamed when complete."""
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=folder.name + ".", suffix=".part", dir=folder.parent))
+    """Write ``data`` into ``folder`` via a temporary sibling renamed when complete.
+
+    ``meta.json`` records the sha256 of every file written, checked by :func:`load`.
+    """
+    try:
+        tmp = make_temp_dir(folder.parent, folder.name)
+    except OSError as error:  # a cache that cannot be written is not fatal
+        log.warning("could not write cache %s: %s", folder, error)
+        return
     try:
         tables = {
             "frame": data.frame,
@@ -62,10 +68,13 @@ def save(data: Interactions, folder: Path) -> None:
             "user_features": data.user_features,
             "item_features": data.item_features,
         }
+        digests = {}
         for part, table in tables.items():
             if table is not None:
                 table.write_parquet(tmp / f"{part}.parquet")
-        (tmp / "meta.json").write_text(json.dumps({"format": FORMAT_VERSION, "name": data.name}))
+                digests[f"{part}.parquet"] = file_digest(tmp / f"{part}.parquet")
+        meta = {"format": FORMAT_VERSION, "name": data.name, "sha256": digests}
+        (tmp / "meta.json").write_text(json.dumps(meta))
         if folder.exists():
             shutil.rmtree(folder)
         os.replace(tmp, folder)
@@ -76,17 +85,27 @@ def save(data: Interactions, folder: Path) -> None:
 
 
 def load(folder: Path) -> Interactions | None:
-    """The cached Interactions in ``folder``; None (and the entry removed) if absent or corrupt."""
+    """The cached Interactions in ``folder``; None (and the entry removed, with a warning) if absent or corrupt.
+
+    Corrupt means unreadable, of another format, or any file whose sha256 differs from the one
+    recorded in ``meta.json`` when it was written (a flipped bit that parquet would read silently).
+    """
     if not folder.is_dir():
         return None
     try:
         meta = json.loads((folder / "meta.json").read_text())
         if meta["format"] != FORMAT_VERSION:
             raise ValueError(f"format {meta['format']} != {FORMAT_VERSION}")
-        tables = {
-            part: pl.read_parquet(folder / f"{part}.parquet") if (folder / f"{part}.parquet").is_file() else None
-            for part in _PARTS
-        }
+        digests = meta["sha256"]
+        if "frame.parquet" not in digests:
+            raise ValueError("meta.json records no frame.parquet")
+        for file_name, expected in digests.items():
+            if file_name not in {f"{part}.parquet" for part in _PARTS}:
+                raise ValueError(f"unexpected file {file_name!r} in meta.json")
+            found = file_digest(folder / file_name)
+            if found != expected:
+                raise ValueError(f"sha256 of {file_name} is {found[:12]}..., recorded {expected[:12]}...")
+        tables = {part: pl.read_parquet(folder / f"{part}.parquet") if f"{part}.parquet" in digests else None for part in _PARTS}
         return Interactions(
             tables["frame"],
             Vocabulary(tables["users"]["id"]),

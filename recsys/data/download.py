@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import secrets
 import shutil
 import stat
 import tempfile
@@ -42,6 +43,46 @@ ARCHIVES = {
 _CHUNK = 1 << 20
 
 
+def make_temp_dir(parent: Path, prefix: str) -> Path:
+    """A new empty folder ``parent/<prefix>.<random>.part`` created with the default mode (umask applies).
+
+    Not ``tempfile.mkdtemp``: its 0700 folders, once renamed into place, hide a shared cache from other users.
+    """
+    parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        folder = parent / f"{prefix}.{secrets.token_hex(6)}.part"
+        try:
+            folder.mkdir()
+            return folder
+        except FileExistsError:  # pragma: no cover - 48 random bits
+            continue
+
+
+def file_digest(path: Path, kind: str = "sha256") -> str:
+    """Hex digest of a file, read in chunks."""
+    digest = hashlib.new(kind)
+    with open(path, "rb") as file:
+        while chunk := file.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def verify(path: Path, *, sha256: str | None = None, md5: str | None = None, url: str = "") -> None:
+    """Check a file already on disk against the known checksum (sha256, else md5); DataError on a mismatch."""
+    kind, expected = ("sha256", sha256) if sha256 is not None else ("md5", md5)
+    if expected is None:
+        log.warning("no checksum known for %s; accepting it unverified", url or path)
+        return
+    found = file_digest(path, kind)
+    if found != expected.lower():
+        raise DataError(
+            f"{kind} mismatch for {path.name}: got {found}, expected {expected}"
+            + (f" (the file published at {url})" if url else ""),
+            where=str(path),
+            fix=f"delete {path} and run again to download it afresh (or pass root= to a verified local copy)",
+        )
+
+
 def fetch(url: str, destination: Path, *, sha256: str | None = None, md5: str | None = None) -> Path:
     """Download ``url`` to ``destination`` atomically, verifying the checksum given.
 
@@ -54,6 +95,7 @@ def fetch(url: str, destination: Path, *, sha256: str | None = None, md5: str | 
     handle, tmp_name = tempfile.mkstemp(prefix=destination.name + ".", suffix=".part", dir=destination.parent)
     tmp = Path(tmp_name)
     try:
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600: a shared cache stays readable (as recsys.runtime.atomic_write)
         with os.fdopen(handle, "wb") as out, urllib.request.urlopen(url) as response:  # noqa: S310
             while chunk := response.read(_CHUNK):
                 out.write(chunk)
@@ -80,15 +122,20 @@ def fetch(url: str, destination: Path, *, sha256: str | None = None, md5: str | 
     return destination
 
 
-def _check_member(info: zipfile.ZipInfo, archive: Path) -> None:
-    """Reject members that would escape the target folder or create links."""
+def _check_member(info: zipfile.ZipInfo, archive: Path, root: Path) -> None:
+    """Reject members that would escape ``root`` (the resolved extraction folder) or create links or devices."""
     name = info.filename
     parts = PurePosixPath(name.replace("\\", "/")).parts
     mode = info.external_attr >> 16
+    kind = stat.S_IFMT(mode)
     if name.startswith(("/", "\\")) or (parts and parts[0].endswith(":")) or ".." in parts:
         reason = "an absolute path or '..'"
     elif stat.S_ISLNK(mode):
         reason = "a symbolic link"
+    elif kind and kind not in (stat.S_IFREG, stat.S_IFDIR):
+        reason = "a special file (device, pipe or socket)"
+    elif not (root / name).resolve().is_relative_to(root):
+        reason = "a path outside the target folder"
     else:
         return
     raise DataError(
@@ -99,15 +146,19 @@ def _check_member(info: zipfile.ZipInfo, archive: Path) -> None:
 
 
 def extract(archive: Path, target: Path) -> Path:
-    """Extract a zip into ``target`` safely and atomically (via a temporary sibling folder)."""
+    """Extract a zip into ``target`` safely and atomically (via a temporary sibling folder).
+
+    Every member is checked before anything is written: no absolute paths, no ``..``, no links or
+    special files, nothing that resolves outside ``target``.
+    """
     try:
         with zipfile.ZipFile(archive) as zipped:
             members = zipped.infolist()
-            for info in members:
-                _check_member(info, archive)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = Path(tempfile.mkdtemp(prefix=target.name + ".", suffix=".part", dir=target.parent))
+            tmp = make_temp_dir(target.parent, target.name)
             try:
+                root = tmp.resolve()
+                for info in members:
+                    _check_member(info, archive, root)
                 zipped.extractall(tmp, members)
                 if target.exists():
                     shutil.rmtree(target)
@@ -127,7 +178,9 @@ def download_movielens(name: str, cache_dir: Path) -> Path:
     if folder.is_dir():
         return folder
     zip_path = cache_dir / "downloads" / f"{name}.zip"
-    if not zip_path.is_file():
+    if zip_path.is_file():  # left by an earlier run, or put there by hand: verified like a fresh download
+        verify(zip_path, sha256=archive.sha256, md5=archive.md5, url=archive.url)
+    else:
         log.info("downloading %s to %s", archive.url, zip_path)
         fetch(archive.url, zip_path, sha256=archive.sha256, md5=archive.md5)
     extract(zip_path, extracted)

@@ -13,6 +13,7 @@ from recsys.data.vocabulary import Vocabulary
 from recsys.errors import DataError
 
 _LUT_SLACK = 1 << 22  # integer ids spanning at most 4 * rows + this many values use a lookup table
+_SHOWN = 5  # bad values and rows named in an error
 
 
 def remap(ids: pl.Series) -> tuple[np.ndarray, Vocabulary]:
@@ -47,34 +48,40 @@ def attach_features(features: pl.DataFrame | None, vocab: Vocabulary, key: str) 
     return joined.drop(key).rename({"index": key}).select(key, pl.exclude(key)).sort(key)
 
 
-def _count_bad(column: pl.Series, cast: pl.Series) -> tuple[int, list]:
-    """Values that were present but did not survive a numeric cast."""
-    bad = column.filter(cast.is_null() & column.is_not_null())
-    return len(bad), bad.head(5).to_list()
+def _describe(raw: pl.Series, mask: pl.Series, what: str) -> tuple[str, list[int]]:
+    """"3 NaN value(s), e.g. [nan]" and the first 5 (0-based data) rows where ``mask`` holds."""
+    rows = mask.arg_true()
+    examples = raw.gather(rows.head(_SHOWN)).to_list()
+    return f"{len(rows)} {what} value(s), e.g. {examples}", rows.head(_SHOWN).to_list()
 
 
 def _numeric(frame: pl.DataFrame, column: str, dtype: pl.DataType, where: str) -> pl.Series:
-    """``frame[column]`` cast to ``dtype``; one DataError for missing, non-numeric or NaN values."""
+    """``frame[column]`` cast to ``dtype``; one DataError (naming the first bad rows) for missing,
+    non-numeric, NaN or infinite values: a non-finite rating would only surface later as a NaN loss."""
     raw = frame[column]
     if raw.dtype.is_temporal():
         values = raw.dt.epoch("s") if raw.dtype != pl.Duration else raw.dt.total_seconds()
     else:
         values = raw.cast(dtype, strict=False)
-    problems = []
-    count, examples = _count_bad(raw, values)
-    if count:
-        problems.append(f"{count} non-numeric value(s), e.g. {examples}")
-    if raw.null_count():
-        problems.append(f"{raw.null_count()} missing value(s)")
-    if values.dtype.is_float():
-        nan = int(values.is_nan().sum())
-        if nan:
-            problems.append(f"{nan} NaN value(s)")
+    nan = infinite = pl.Series([False] * len(raw))
+    if raw.dtype.is_float() or raw.dtype == pl.String:  # inf/NaN as floats, or as text ("inf", "nan")
+        as_float = raw.cast(pl.Float64, strict=False)
+        nan, infinite = as_float.is_nan().fill_null(False), as_float.is_infinite().fill_null(False)
+    masks = [(values.is_null() & raw.is_not_null() & ~nan & ~infinite, "non-numeric"), (raw.is_null(), "missing"),
+             (nan, "NaN"), (infinite, "infinite")]
+    if values.dtype.is_float():  # finite in the file but too large for float32
+        masks.append((values.is_infinite().fill_null(False) & ~infinite, f"too large for {dtype}"))
+    problems, rows = [], set()
+    for mask, what in masks:
+        if mask.any():
+            text, first = _describe(raw, mask, what)
+            problems.append(text)
+            rows.update(first)
     if problems:
         raise DataError(
             f"column {column!r} has " + " and ".join(problems),
-            where=f"{where}, column {column!r}",
-            fix=f"drop or fix those rows so that every {column!r} is a number",
+            where=f"{where}, column {column!r}, first bad rows (0-based, header not counted) {sorted(rows)[:_SHOWN]}",
+            fix=f"drop or fix those rows so that every {column!r} is a finite number",
         )
     return values.cast(dtype)
 

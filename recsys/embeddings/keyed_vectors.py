@@ -142,35 +142,30 @@ class KeyedVectors:
 
     @classmethod
     def load_word2vec_format(cls, path: str | Path, binary: bool = False, key_type: type = str) -> KeyedVectors:
-        """Read a word2vec text or binary file (ours, gensim's, word2vec.c's); ``key_type=int`` for item ids."""
+        """Read a word2vec text or binary file (ours, gensim's, word2vec.c's); ``key_type=int`` for item ids.
+
+        A :class:`DataError` with the line (text) or vector (binary) number for a bad header, a row of
+        the wrong width, a non-number or a non-finite value (NaN, inf), and for the wrong ``binary=``.
+        """
         path = Path(path)
         if not path.is_file():
             raise DataError(f"file not found: {path}", where="KeyedVectors.load_word2vec_format", fix="check the path")
         with open(path, "rb") as file:
             head = file.readline().split()
             if len(head) != 2 or not all(x.isdigit() for x in head):
-                raise DataError(f"bad header {b' '.join(head)!r}", where=str(path), fix="the first line of a word2vec file is '<count> <dimension>'")
+                raise DataError(f"bad header {b' '.join(head)[:80]!r}", where=f"{path}, line 1",
+                                fix="the first line of a word2vec file is '<count> <dimension>'")
             count, dim = int(head[0]), int(head[1])
-            if binary:
-                keys, rows = [], np.empty((count, dim), dtype=np.float32)
-                for i in range(count):  # file I/O: keys have variable length
-                    key = bytearray()
-                    while (char := file.read(1)) not in (b" ", b""):
-                        if char != b"\n":
-                            key += char
-                    keys.append(key.decode())
-                    rows[i] = np.frombuffer(file.read(4 * dim), dtype="<f4")
-                vectors = rows
-            else:
-                lines = pl.Series(file.read().decode().splitlines()).str.strip_chars()
-                parts = lines.filter(lines != "").str.split(" ")
-                keys = parts.list.first().to_list()
-                try:
-                    vectors = parts.list.slice(1).cast(pl.List(pl.Float32)).list.to_array(dim).to_numpy()
-                except pl.exceptions.PolarsError as error:
-                    raise DataError(f"rows are not '<key> <{dim} numbers>': {error}", where=str(path), fix="check the file is in word2vec text format") from None
+            body = file.read()
+        keys, vectors, places = (_parse_binary if binary else _parse_text)(body, count, dim, path)
         if len(keys) != count:
             raise DataError(f"header says {count} vectors, found {len(keys)}", where=str(path), fix="check the file is complete")
+        bad = np.flatnonzero(~np.isfinite(vectors).all(axis=1))
+        if len(bad):
+            first = int(bad[0])
+            place = f"{places[first]} (key {keys[first]!r})"
+            raise DataError(f"{len(bad)} vector(s) hold NaN or inf values, e.g. {vectors[first][~np.isfinite(vectors[first])][:3].tolist()}",
+                            where=f"{path}, {place}", fix="re-export the vectors from a model whose training did not diverge, or drop those rows")
         try:
             keys = [key_type(key) for key in keys]
         except ValueError:
@@ -232,6 +227,68 @@ class KeyedVectors:
         from recsys.embeddings.table import KeyedEmbedding
 
         return KeyedEmbedding.from_keyed_vectors(self, freeze=freeze)
+
+
+def _looks_like_text(body: bytes) -> bool:
+    """True when ``body`` is plain ASCII with no bytes a float32 table would nearly always contain."""
+    return body.isascii() and not any(c < 9 or 13 < c < 32 for c in body[:1 << 16])
+
+
+def _parse_text(body: bytes, count: int, dim: int, path: Path) -> tuple[list[str], np.ndarray, list[str]]:
+    """Keys, ``(count, dim)`` rows and each row's place ("line 5") of a word2vec text body (the lines after the header)."""
+    try:
+        text = body.decode()
+    except UnicodeDecodeError:
+        raise DataError("the file is not UTF-8 text (a binary word2vec file?)", where=str(path),
+                        fix="load it with binary=True") from None
+    lines = pl.Series("line", text.splitlines(), dtype=pl.String).str.strip_chars().to_frame()
+    lines = lines.with_row_index("number", offset=2).filter(pl.col("line") != "")  # line numbers of the file
+    parts = lines["line"].str.split(" ").list.eval(pl.element().filter(pl.element() != ""))
+    widths = parts.list.len() - 1
+    wrong = (widths != dim).arg_true()
+    if len(wrong):
+        at = int(wrong[0])
+        raise DataError(f"line {int(lines['number'][at])} has {int(widths[at])} values, the header says {dim} "
+                        f"({len(wrong)} such line(s))", where=f"{path}, line {int(lines['number'][at])}",
+                        fix="every line after the header is '<key> <dimension numbers>'; fix the header or the rows")
+    numbers = parts.list.slice(1).cast(pl.List(pl.Float32), strict=False)
+    bad = numbers.list.eval(pl.element().is_null()).list.any().arg_true()
+    if len(bad):
+        at = int(bad[0])
+        raise DataError(f"line {int(lines['number'][at])} holds a value that is not a number ({len(bad)} such line(s))",
+                        where=f"{path}, line {int(lines['number'][at])}", fix="every value after the key must be a number")
+    vectors = numbers.list.to_array(dim).to_numpy() if len(numbers) else np.empty((0, dim), dtype=np.float32)
+    return parts.list.first().to_list(), vectors.reshape(-1, dim), [f"line {n}" for n in lines["number"].to_list()]
+
+
+def _parse_binary(body: bytes, count: int, dim: int, path: Path) -> tuple[list[str], np.ndarray, list[str]]:
+    """Keys, ``(count, dim)`` rows and their places ("vector 3") of a word2vec binary body: ``key`` SPACE ``4 * dim`` bytes [NEWLINE] per vector."""
+    if body and _looks_like_text(body):
+        try:
+            _parse_text(body, count, dim, path)
+        except DataError:
+            pass  # not valid text either: read it as binary and report what is wrong there
+        else:
+            raise DataError("the file is word2vec text, not binary", where=str(path), fix="load it with binary=False")
+    keys, rows, position, width = [], np.empty((count, dim), dtype=np.float32), 0, 4 * dim
+    for i in range(count):  # file I/O: keys have variable length
+        while position < len(body) and body[position : position + 1] == b"\n":
+            position += 1
+        space = body.find(b" ", position)
+        if space < 0 or space + 1 + width > len(body):
+            raise DataError(f"the file ends inside vector {i + 1} of {count} (header '{count} {dim}')", where=f"{path}, vector {i + 1}",
+                            fix="check the file is complete, that the header matches the rows, and that it is binary (else binary=False)")
+        try:
+            keys.append(body[position:space].decode())
+        except UnicodeDecodeError:
+            raise DataError(f"key of vector {i + 1} is not UTF-8: the header's dimension ({dim}) may not match the rows",
+                            where=f"{path}, vector {i + 1}", fix="check the header '<count> <dimension>'") from None
+        rows[i] = np.frombuffer(body, dtype="<f4", count=dim, offset=space + 1)
+        position = space + 1 + width
+    if body[position:].strip():
+        raise DataError(f"{len(body) - position} bytes left after the {count} vectors the header announces",
+                        where=str(path), fix="check the header '<count> <dimension>' matches the rows")
+    return keys, rows, [f"vector {i + 1}" for i in range(count)]
 
 
 def _save_npz(file: IO[bytes], keys: Sequence[Hashable], meta: dict | None = None, **arrays: np.ndarray) -> None:

@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from recsys.embeddings.keyed_vectors import KeyedVectors
 from recsys.errors import ConfigError, DataError
-from recsys.models.base import Recommender
+from recsys.models.base import Recommender, check_indices
 
 if TYPE_CHECKING:
     from recsys.data.interactions import Interactions
@@ -205,6 +205,7 @@ class ALS(Recommender):
 
     # scoring and export ----------------------------------------------------------------------------
     def score_users(self, users: Tensor, history: Interactions | None) -> Tensor:
+        check_indices(users, self.num_users, "users", "ALS.score_users")
         return self.user_factors[users] @ self.item_factors.T  # (B, N)
 
     def recalculate_users(self, history: Interactions) -> Tensor:

@@ -2,13 +2,55 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
 
+from recsys.errors import DataError
+
 if TYPE_CHECKING:
     from recsys.data.interactions import Interactions
+
+
+def check_indices(index: Tensor, size: int | Sequence[int], name: str, where: str) -> None:
+    """Raise a :class:`DataError` naming the bad values unless every entry of ``index`` lies in ``[0, size)``.
+
+    ``size`` may be one bound per column (the last dimension), e.g. per-field table sizes. One min/max
+    (a single device sync) per call; the bad values are gathered only on failure.
+
+    >>> check_indices(torch.tensor([0, 2]), 3, "users", "M.score_users")
+    >>> check_indices(torch.tensor([0, 3, 5]), 3, "users", "M.score_users")
+    Traceback (most recent call last):
+    ...
+    recsys.errors.DataError: users index out of range: got [3, 5]; valid range is [0, 3) (3 users)
+      where: M.score_users
+      fix: pass users indices of the model's data (map original ids with data.users.to_index)
+    """
+    index = torch.as_tensor(index)
+    if index.numel() == 0:
+        return
+    if index.is_floating_point() or index.dtype == torch.bool or index.is_complex():
+        raise DataError(f"{name} must be integer indices, got {index.dtype}", where=where, fix=f"pass {name} as a torch.long tensor")
+    per_column = not isinstance(size, int)
+    bound = torch.as_tensor(size, device=index.device) if per_column else size
+    flat = index.reshape(-1, index.shape[-1]) if per_column and index.dim() else index
+    low, high = (flat.amin(0), flat.amax(0)) if per_column else torch.aminmax(flat)
+    if bool(torch.stack([low.min() < 0, (high >= bound).any()]).any()):  # one sync
+        bad_mask = (flat < 0) | (flat >= bound)
+        bad = flat[bad_mask].unique()[:5].tolist()
+        if per_column:
+            column = int(bad_mask.any(0).int().argmax())
+            valid = f"column {column} must lie in [0, {int(bound[column])}) (sizes {[int(b) for b in bound][:8]})"
+        else:
+            valid = f"valid range is [0, {size}) ({size} {name})"
+        raise DataError(
+            f"{name} index out of range: got {bad}; {valid}",
+            where=where,
+            fix=f"pass {name} indices of the model's data (map original ids with data.{name}.to_index)"
+            if name in ("users", "items") else f"pass {name} within the table sizes the model was built with",
+        )
 
 
 class Recommender(nn.Module):

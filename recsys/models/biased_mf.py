@@ -9,7 +9,7 @@ from torch import Tensor, nn
 
 from recsys.errors import ConfigError, DataError
 from recsys.models.als import keyed
-from recsys.models.base import Recommender
+from recsys.models.base import Recommender, check_indices
 
 if TYPE_CHECKING:
     from recsys.data.interactions import Interactions
@@ -92,10 +92,13 @@ class BiasedMF(Recommender):
         return loss
 
     def predict(self, batch: dict[str, Tensor]) -> Tensor:
+        check_indices(batch["users"], self.num_users, "users", "BiasedMF.predict")
+        check_indices(batch["items"], self.num_items, "items", "BiasedMF.predict")
         pred = self._raw(batch["users"], batch["items"])[0]  # (B,)
         return pred.clamp(*self.rating_range.tolist()) if self.clip else pred
 
     def score_users(self, users: Tensor, history: Interactions | None) -> Tensor:
+        check_indices(users, self.num_users, "users", "BiasedMF.score_users")
         user = self.user_embedding(users)  # (B, D)
         scores = user @ self.item_embedding.weight.T + self.item_bias.weight.T + self.user_bias(users)  # (B, N)
         return scores + self.global_mean

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from recsys.embeddings.sparse_optim import mark_sparse
 from recsys.errors import ConfigError
 from recsys.models.als import keyed
-from recsys.models.base import Recommender
+from recsys.models.base import Recommender, check_indices
 
 if TYPE_CHECKING:
     from recsys.data.interactions import Interactions
@@ -96,6 +96,7 @@ class BPRMF(Recommender):
         return pair.sum() if self.reduction == "sum" else pair.mean()
 
     def score_users(self, users: Tensor, history: Interactions | None) -> Tensor:
+        check_indices(users, self.num_users, "users", "BPRMF.score_users")
         user = self.user_embedding(users)  # (B, D)
         return user @ self.item_embedding.weight.T + self.item_bias.weight.T  # (B, N)
 

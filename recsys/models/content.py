@@ -10,7 +10,7 @@ from torch import Tensor
 
 from recsys.errors import ConfigError, DataError
 from recsys.models.als import keyed
-from recsys.models.base import Recommender
+from recsys.models.base import Recommender, check_indices
 
 if TYPE_CHECKING:
     from recsys.data.interactions import Interactions
@@ -70,6 +70,7 @@ class ContentRecommender(Recommender):
         return profile @ self.item_vectors.T  # (B, N)
 
     def score_users(self, users: Tensor, history: Interactions) -> Tensor:
+        check_indices(users, history.num_users, "users", "ContentRecommender.score_users")
         if self.item_vectors.shape[1] == 0:
             raise DataError("no item vectors", where="ContentRecommender.score_users",
                             fix="fit it with recsys.training.text_vectors.ItemTextEngine (model=content) or call set_item_vectors")

@@ -12,7 +12,7 @@ from torch import Tensor
 
 from recsys.errors import ConfigError, DataError
 from recsys.models.als import keyed
-from recsys.models.base import Recommender
+from recsys.models.base import Recommender, check_indices
 
 if TYPE_CHECKING:
     from recsys.data.interactions import Interactions
@@ -87,6 +87,7 @@ class EASE(Recommender):
     def score_users(self, users: Tensor, history: Interactions | None) -> Tensor:
         if history is None:
             raise DataError("EASE scores users from their history", where="EASE.score_users", fix="pass history=train split")
+        check_indices(users, history.num_users, "users", "EASE.score_users")
         if self._history is None or self._history[0]() is not history:  # cache the history matrix per split
             matrix = self._matrix(history).to_sparse_csr()  # a weak ref: a new history never reuses a dead one's id
             self._history = (weakref.ref(history), matrix.crow_indices(), matrix.col_indices(), matrix.values())

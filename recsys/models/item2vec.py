@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from recsys.errors import ConfigError, DataError
-from recsys.models.base import Recommender
+from recsys.models.base import Recommender, check_indices
 
 if TYPE_CHECKING:
     from recsys.data.interactions import Interactions
@@ -97,6 +97,7 @@ class Item2Vec(Recommender):
         return self._recent[1]
 
     def score_users(self, users: Tensor, history: Interactions) -> Tensor:
+        check_indices(users, history.num_users, "users", "Item2Vec.score_users")
         unit = F.normalize(self.item_vectors, dim=1)  # (N, D)
         padded = unit.new_zeros(1, unit.shape[1])
         recent = self._recent_items(history)[users.to(unit.device)]  # (B, L), item + 1

@@ -29,7 +29,7 @@ from recsys.embeddings.config import EmbeddingField
 from recsys.embeddings.jagged import KeyedJagged
 from recsys.embeddings.specs import embedding_fields
 from recsys.errors import ConfigError, DataError
-from recsys.models.base import Recommender
+from recsys.models.base import Recommender, check_indices
 
 __all__ = ["CTRModel", "LogisticRegression", "SideParts", "grid", "tiles"]
 
@@ -169,6 +169,15 @@ class CTRModel(Recommender):
         raise NotImplementedError(f"{type(self).__name__} defines no head")
 
     def predict(self, batch: dict[str, Tensor]) -> Tensor:
+        if self.embeddings is not None and self.embeddings.single_names and batch.get("ids") is not None:
+            # fields without an OOV row or hashing have no row for an id >= num_embeddings: a fused table would
+            # silently read the next field's rows
+            fields = [self.embeddings.field(n) for n in self.embeddings.single_names]
+            strict = [i for i, f in enumerate(fields) if not (f.oov_row or f.hashing)]
+            if strict:
+                ids = batch["ids"] if len(strict) == len(fields) else batch["ids"][:, strict]
+                check_indices(ids, [fields[i].num_embeddings for i in strict], "ids",
+                              f"{type(self).__name__}.predict, fields {[fields[i].name for i in strict]} (in that column order)")
         first, embeddings = self.embed(batch)  # (B,), (B, F, D)
         return self.head(first, embeddings, batch.get("dense"))  # (B,)
 
@@ -223,9 +232,7 @@ class CTRModel(Recommender):
 
     def _index(self, index: Tensor, size: int, name: str) -> Tensor:
         index = torch.as_tensor(index, device=self.device).long()
-        if index.numel() and (int(index.min()) < 0 or int(index.max()) >= size):
-            raise DataError(f"{name} must lie in [0, {size}), got [{int(index.min())}, {int(index.max())}]",
-                            where=f"{type(self).__name__} ranking, {name}", fix=f"pass {name} indices of the history")
+        check_indices(index, size, name, f"{type(self).__name__} ranking, {name}")
         return index
 
     def _encoded_side(self, history: Interactions, side: str) -> tuple[EncodedFeatures, Tensor, Tensor]:

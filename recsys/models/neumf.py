@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from recsys.errors import ConfigError
 from recsys.models.als import keyed
-from recsys.models.base import Recommender
+from recsys.models.base import Recommender, check_indices
 
 if TYPE_CHECKING:
     from recsys.data.interactions import Interactions
@@ -120,9 +120,12 @@ class NeuMF(Recommender):
         return F.binary_cross_entropy_with_logits(self.logits(users, items), labels)
 
     def predict(self, batch: dict[str, Tensor]) -> Tensor:
+        check_indices(batch["users"], self.num_users, "users", "NeuMF.predict")
+        check_indices(batch["items"], self.num_items, "items", "NeuMF.predict")
         return self.logits(batch["users"], batch["items"])
 
     def score_users(self, users: Tensor, history: Interactions | None) -> Tensor:
+        check_indices(users, self.num_users, "users", "NeuMF.score_users")
         weight, bias = self.head.weight.squeeze(0), self.head.bias  # (width,), (1,)
         scores = bias.expand(users.shape[0], self.num_items).clone()  # (B, N)
         if self.mode != "mlp":

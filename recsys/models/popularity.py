@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from recsys.errors import ConfigError
-from recsys.models.base import Recommender
+from recsys.models.base import Recommender, check_indices
 
 if TYPE_CHECKING:
     from recsys.data.interactions import Interactions
@@ -40,4 +40,6 @@ class Popularity(Recommender):
         self.item_counts.copy_(counts)
 
     def score_users(self, users: Tensor, history: Interactions | None) -> Tensor:
+        if history is not None:  # the scores ignore the user, but an index outside the history is a caller's bug
+            check_indices(users, history.num_users, "users", "Popularity.score_users")
         return self.item_counts.unsqueeze(0).repeat(users.shape[0], 1)  # (B, N)

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 from recsys.data.ids import ITEM_SHIFT, PADDING_INDEX
 from recsys.errors import ConfigError, DataError
 from recsys.models.als import keyed
-from recsys.models.base import Recommender
+from recsys.models.base import Recommender, check_indices
 from recsys.nn.transformer import PositionalEmbedding, TransformerEncoder, init_weights
 
 if TYPE_CHECKING:
@@ -87,6 +87,7 @@ class SequentialRecommender(Recommender):
         return self._cache[1]
 
     def score_users(self, users: Tensor, history: Interactions) -> Tensor:
+        check_indices(users, history.num_users, "users", f"{type(self).__name__}.score_users")
         sequences = self._sequences(history)[users.cpu()]  # (B, T)
         first = int((sequences != PADDING_INDEX).any(0).int().argmax())  # drop all-padding columns (exact)
         return self.score_sequences(sequences[:, first:].to(self.device))  # (B, N)

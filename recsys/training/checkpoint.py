@@ -4,6 +4,8 @@ training run saves to be resumed exactly."""
 from __future__ import annotations
 
 import logging
+import os
+import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -34,10 +36,59 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
     atomic_write(path, lambda file: torch.save(state, file))
 
 
+_STARTED: float | None = None  # filled by the first process_start_time()
+
+
+def process_start_time() -> float:
+    """When this process started (seconds since the epoch): from ``/proc`` on Linux, else an upper bound
+    (the first call)."""
+    global _STARTED
+    if _STARTED is None:
+        try:
+            ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+            boot = time.time() - float(Path("/proc/uptime").read_text().split()[0])  # btime is whole seconds
+            _STARTED = boot + ticks / os.sysconf("SC_CLK_TCK")
+        except (OSError, ValueError, IndexError, AttributeError):
+            _STARTED = time.time()
+    return _STARTED
+
+
+def remove_stale_temp_files(directory: str | Path, before: float | None = None) -> list[Path]:
+    """Delete the temporary files :func:`~recsys.runtime.atomic_write` leaves when its process is killed
+    (``.{name}.XXXX.tmp``) and last modified before ``before`` (default: this process's start); returns them.
+
+    A writer that is still alive keeps touching its file, so only files older than this process count as
+    left over; call it on directories no live process of before this one writes to.
+
+    >>> import tempfile, pathlib
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (folder / ".last.pt.abc123.tmp").write_bytes(b"half")
+    >>> [p.name for p in remove_stale_temp_files(folder, before=time.time() + 1)]
+    ['.last.pt.abc123.tmp']
+    """
+    before = process_start_time() if before is None else before
+    removed = []
+    for path in Path(directory).glob(".*.tmp"):
+        try:
+            if path.is_file() and path.stat().st_mtime < before:
+                path.unlink()
+                removed.append(path)
+        except FileNotFoundError:  # another cleaner got there first
+            continue
+    if removed:
+        log.info("removed %d temporary file(s) left by a killed write in %s", len(removed), directory)
+    return removed
+
+
 def load_checkpoint(
-    path: str | Path, map_location: str | torch.device | None = "cpu", *, required: Iterable[str] = MODEL_KEYS
+    path: str | Path,
+    map_location: str | torch.device | None = "cpu",
+    *,
+    required: Iterable[str] = MODEL_KEYS,
+    mmap: bool = False,
 ) -> dict[str, Any]:
-    """Load a checkpoint written by :func:`save_checkpoint` with ``torch.load(weights_only=True)``.
+    """Load a checkpoint written by :func:`save_checkpoint` with ``torch.load(weights_only=True)``;
+    ``mmap=True`` maps the tensors instead of reading them (a cheap look at the run state).
 
     Raises :class:`CheckpointError` when the file is missing, corrupt or truncated, holds
     anything but weights-only types, or lacks one of the ``required`` keys.
@@ -51,7 +102,7 @@ def load_checkpoint(
             "and run_dir/last.pt (to resume)",
         )
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        state = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except Exception as error:  # torch raises many types for damaged files
         raise CheckpointError(
             f"checkpoint is corrupt, truncated or not weights-only ({type(error).__name__}: {error})",
@@ -131,6 +182,7 @@ def training_state(
     return {
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
+        "optimizer_class": type(optimizer).__name__,
         "scaler": scaler.state_dict() if scaler is not None else {},
         **asdict(run),
         **_random_states(device, batches),
@@ -145,12 +197,28 @@ def resume_training(
     batches: Any = None,
 ) -> RunState:
     """Load what :func:`training_state` saved into ``model``, ``optimizer``, ``scaler``, the RNGs and
-    ``batches``; return the run's :class:`RunState`."""
+    ``batches``; return the run's :class:`RunState`.
+
+    The optimizer keeps its own hyperparameters (``lr``, ``betas``, ...: what the caller configured, so the
+    recorded config is what runs) and takes the checkpoint's state (moments, step counts); a checkpoint of
+    another optimizer type is refused. Temporary files a killed write left beside ``path`` are removed.
+    """
     device = next(iter(model.parameters()), torch.empty(0)).device
     state = load_checkpoint(path, map_location=device, required=TRAINER_KEYS)
+    remove_stale_temp_files(Path(path).parent)
+    saved_class = state.get("optimizer_class", type(optimizer).__name__)
+    if saved_class != type(optimizer).__name__:
+        raise CheckpointError(
+            f"checkpoint was trained with {saved_class}, not {type(optimizer).__name__}",
+            where=str(path),
+            fix="resume with the optimizer that wrote the checkpoint, or train a new run",
+        )
+    hyperparameters = [{k: v for k, v in group.items() if k != "params"} for group in optimizer.param_groups]
     try:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
+        for group, own in zip(optimizer.param_groups, hyperparameters, strict=True):
+            group.update(own)
     except (RuntimeError, ValueError, KeyError) as error:
         raise CheckpointError(
             f"checkpoint does not match this model or optimizer ({error})",

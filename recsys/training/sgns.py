@@ -291,11 +291,19 @@ class SGNSEngine:
 
     def fit(self, model: Recommender, train: Interactions, *, device: torch.device, generator: torch.Generator,
             progress: bool = True) -> None:
+        self.fit_seeded(model, train, device=device, seed=seed_from(generator), progress=progress)
+
+    def fit_seeded(self, model: Recommender, train: Interactions, *, device: torch.device, seed: int,
+                   progress: bool = False) -> SGNSResult:
+        """:meth:`fit` from an integer seed, as ``Word2Vec(seed=...)`` trains: the same seed and one worker give
+        the same vectors as ``Word2Vec`` on the same (user, item) corpus. Returns the run (``seconds``: the
+        training loop alone)."""
         where = f"{type(model).__name__} (SGNSEngine)"
         hyper = SGNS.from_model(model)
         hyper.check(where)
         frame = train.frame.select("user", "item").sort("user", maintain_order=True)  # rows of a user in time order
         frame = pl.DataFrame({"sentence": frame["user"], "token": frame["item"]})
         keys, counts, tokens, offsets = build_vocabulary(frame, int(getattr(model, "min_count", 1)), where=where)
-        result = hyper.train(counts, tokens, offsets, workers=self.workers, device=device, seed=seed_from(generator), progress=progress)
+        result = hyper.train(counts, tokens, offsets, workers=self.workers, device=device, seed=seed, progress=progress)
         model.set_vectors(torch.tensor(keys, dtype=torch.long), result.vectors)
+        return result
