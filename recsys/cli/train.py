@@ -16,7 +16,7 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from recsys.cli.config_dir import config_dir
 from recsys.cli.experiment import run_experiment
@@ -111,10 +111,23 @@ def _run(cfg: DictConfig) -> None:
     print(f"run directory: {run_dir}")
 
 
+def dataset_slug(name: object) -> str:
+    """The run directory's dataset part: a dataset name as is, a file path by its stem (``/x/Beauty.txt`` -> ``Beauty``).
+
+    >>> dataset_slug("ml-100k"), dataset_slug("/data/my clicks.csv")
+    ('ml-100k', 'my_clicks')
+    """
+    text = str(name)
+    if "/" in text or "\\" in text or Path(text).suffix in (".csv", ".parquet", ".txt", ".tsv"):
+        text = Path(text).stem
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in text) or "dataset"
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run ``recsys-train [overrides]``; ``argv`` defaults to the command line."""
     if argv is not None:
         sys.argv = [sys.argv[0], *argv]
+    OmegaConf.register_new_resolver("dataset_slug", dataset_slug, replace=True)  # conf/train.yaml's run directory
     started = []
 
     def task(cfg: DictConfig) -> None:

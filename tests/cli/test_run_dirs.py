@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from recsys.cli.train import LOCK, claim_run_dir
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -101,3 +103,22 @@ def test_cli_moves_a_second_run_in_process(tmp_path: Path, capsys) -> None:
     assert (tmp_path / "run-2" / "config.yaml").is_file() and "recsys.pipeline" in (tmp_path / "run-2" / "train.log").read_text()
     assert {p.name for p in run_dir.iterdir()} <= {".hydra", LOCK, "train.log"}  # Hydra opened the log before the task
     assert (run_dir / LOCK).read_text() == "elsewhere 1\n" and "recsys.pipeline" not in (run_dir / "train.log").read_text()
+
+
+def test_a_run_on_a_custom_file_is_filed_under_the_file_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    """Runs on `dataset.name=/path/file.csv` go to outputs/<file stem>/..., not outputs/ml-latest-small/."""
+    import polars as pl
+    from hydra.core.global_hydra import GlobalHydra
+
+    from recsys.cli.main import main
+
+    rows = [(u, i, t) for u in range(30) for t, i in enumerate(range(u % 5, u % 5 + 6))]
+    pl.DataFrame(rows, schema=["user", "item", "timestamp"], orient="row").write_csv(tmp_path / "my clicks.csv")
+    monkeypatch.chdir(tmp_path)
+    GlobalHydra.instance().clear()
+    main(["train", "model=pop", f"dataset.name={tmp_path / 'my clicks.csv'}", f"dataset.cache_dir={tmp_path / 'cache'}",
+          "trainer.progress=false", "compare_to_popularity=false"])
+    GlobalHydra.instance().clear()
+    runs = list((tmp_path / "outputs").glob("*/pop/*"))
+    assert [r.parent.parent.name for r in runs] == ["my_clicks"], runs
+    assert (runs[0] / "run.json").is_file()
