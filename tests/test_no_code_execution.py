@@ -96,3 +96,28 @@ def test_npz_with_object_array(tmp_path: Path, marker: Path, loader: str) -> Non
     with pytest.raises(DataError, match="pickled"):
         load(path)
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("part", ["model.safetensors", "history.parquet", "features.json"])
+def test_run_directory_loading(tmp_path: Path, marker: Path, part: str) -> None:
+    """A run directory whose files were swapped for a pickle loads nothing and runs nothing."""
+    import polars as pl
+
+    from recsys.data.frame import from_frame
+    from recsys.models.popularity import Popularity
+    from recsys.runs import load_run, save_run
+
+    data = from_frame(pl.DataFrame({"user": [1, 1, 2], "item": [10, 20, 10]}))
+    model = Popularity(num_items=data.num_items)
+    model.prepare(data)
+    run = save_run(tmp_path / "run", model, {"num_items": data.num_items}, history=data)
+    if part == "features.json":  # a run that claims a feature pipeline, whose file is a pickle
+        import json
+
+        info = json.loads((run / "run.json").read_text())
+        info["model"]["kwargs"]["features"] = {"$features": "features.json"}
+        (run / "run.json").write_text(json.dumps(info))
+    _torch_payload(run / part, marker)
+    with pytest.raises(CheckpointError):
+        load_run(run)
+    assert not marker.exists()
