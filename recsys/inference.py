@@ -135,6 +135,11 @@ class FittedRecommender:
         fresh = self._fresh_history(histories, wanted) if histories is not None else None
         known_mask = ~wanted.is_in(fresh.users.ids.implode()) if fresh is not None else pl.repeat(True, len(wanted), eager=True)
         known = wanted.filter(known_mask)
+        unseen = known.filter(~known.is_in(self.users.ids.implode()))
+        if len(unseen):
+            raise DataError(f"unknown user ids: {unseen.head(_SHOWN).to_list()} ({len(unseen)} of {len(known)})",
+                            where="recommend(users=...)",
+                            fix="recommend for users of the training data, or give new users' items in histories=...")
         index = self.users.to_index(known) if len(known) else torch.empty(0, dtype=torch.long)
         parts = []
         if len(known) and ann is not None:
@@ -231,7 +236,7 @@ class FittedRecommender:
         return Interactions(rows, users, self.items, user_features=None, item_features=self.history.item_features,
                             name=f"{self.history.name} (given histories)")
 
-    def _item_index(self, values: Any, where: str) -> Tensor:
+    def _item_index(self, values: Any, where: str, call: str = "recommend") -> Tensor:
         series = _as_series(values, "item")
         if series.dtype != self.items.ids.dtype:
             try:
@@ -240,7 +245,7 @@ class FittedRecommender:
                 pass
         unknown = series.filter(~series.is_in(self.items.ids.implode()))
         if len(unknown):
-            raise DataError(f"unknown item ids in {where}: {unknown.head(_SHOWN).to_list()}", where=f"recommend({where}=...)",
+            raise DataError(f"unknown item ids in {where}: {unknown.head(_SHOWN).to_list()}", where=f"{call}({where}=...)",
                             fix="pass item ids of the training data")
         return self.items.to_index(series)
 
@@ -270,7 +275,7 @@ class FittedRecommender:
         if not isinstance(N, (int, np.integer)) or N < 1:
             raise ConfigError(f"N must be a positive int, got {N!r}", where="similar_items(N=...)")
         ann = None if index is None else self._ann_index(index, "cosine", where="similar_items(index=...)")
-        index = self._item_index(items, "items")
+        index = self._item_index(items, "items", "similar_items")
         similarity = getattr(self.model, "item_similarity", None)
         if ann is not None:
             if callable(similarity):
@@ -286,7 +291,7 @@ class FittedRecommender:
                 scores = table[index] @ table.T  # (B, N)
         scores[torch.arange(len(index)), index] = float("-inf")  # an item is not similar to itself
         if filter_items is not None:
-            scores[:, self._item_index(filter_items, "filter_items")] = float("-inf")
+            scores[:, self._item_index(filter_items, "filter_items", "similar_items")] = float("-inf")
         k = min(N, scores.shape[1])
         top = scores.topk(k, dim=1)
         keep = torch.isfinite(top.values).flatten()

@@ -78,8 +78,10 @@ def test_bad_input_is_one_clear_error(fitted) -> None:
     run = recsys.load_run(fitted[1])
     with pytest.raises(DataError, match="unknown users without a history: \\['nobody'\\]"):
         run.recommend(["u0", "nobody"], histories={"other": [100]})
-    with pytest.raises(DataError, match="unknown"):
+    with pytest.raises(DataError, match="unknown user ids: \\['nobody'\\]"):
         run.recommend(["nobody"])
+    with pytest.raises(DataError, match="similar_items\\(items=...\\)"):
+        run.similar_items([999])
     with pytest.raises(DataError, match="unknown item ids in items: \\[999\\]"):
         run.recommend(["u0"], items=[999])
     with pytest.raises(ConfigError, match="N must be a positive int"):
@@ -140,7 +142,10 @@ def test_cli_recommend_similar_export(fitted, tmp_path: Path, capsys: pytest.Cap
     assert cli(["recommend", run_dir, "--k", "2", "--out", str(tmp_path / "all.csv")]) == 0
     assert pl.read_csv(tmp_path / "all.csv").height == 80  # every user
     assert cli(["similar", run_dir, "--items", "100", "--k", "3"]) == 0
-    assert "similar" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "similar" in printed and "| 100 " in printed  # ids print as ids
+    assert cli(["recommend", run_dir, "--users", "u0", "--out", str(tmp_path / "recs.json")]) == 2
+    assert not (tmp_path / "recs.json").exists()
     for fmt, name in [("parquet", "v.parquet"), ("npy", "v.npy"), ("word2vec", "v.txt")]:
         assert cli(["export", run_dir, "--format", fmt, "--out", str(tmp_path / name)]) == 0
     assert np.load(tmp_path / "v.npy").shape == (30, 8)

@@ -43,11 +43,15 @@ def _ids(values: str | None, file: str | None, dtype: pl.DataType) -> pl.Series 
 
 def _write_frame(frame: pl.DataFrame, out: str | None, limit: int = 20) -> None:
     if out is None:
-        print(format_table(frame.head(limit).to_dicts()))
+        ids = [c for c in ("user", "item", "similar") if c in frame.columns]  # ids print as they are, not as 2,571
+        print(format_table(frame.head(limit).with_columns(pl.col(ids).cast(pl.String)).to_dicts()))
         if frame.height > limit:
             print(f"... {frame.height - limit:,} more rows (write them all with --out FILE.parquet|.csv)")
         return
     path = Path(out)
+    if path.suffix not in (".csv", ".parquet"):
+        raise RecsysError(f"cannot write {path.suffix or 'a file without extension'}", where=str(path),
+                          fix="name the output FILE.parquet or FILE.csv")
     if path.suffix == ".csv":
         atomic_write(path, lambda file: frame.write_csv(file))
     else:
@@ -90,9 +94,9 @@ def export(args: argparse.Namespace) -> None:
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="recsys", description="Use a saved run directory (written by recsys-train).")
     commands = top.add_subparsers(dest="command", required=True)
-    rec = commands.add_parser("recommend", help="top-k items for users (all users by default)")
+    rec = commands.add_parser("recommend", help="top-k items for users (every user of the run when no --users/--users-file)")
     rec.add_argument("run_dir")
-    rec.add_argument("--users", help="comma-separated original user ids")
+    rec.add_argument("--users", help="comma-separated original user ids (default: every user of the run)")
     rec.add_argument("--users-file", help="a file with one user id per line")
     rec.add_argument("--k", type=int, default=10, help="items per user (default 10)")
     rec.add_argument("--keep-seen", action="store_true", help="do not filter items the user already interacted with")

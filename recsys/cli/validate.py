@@ -82,6 +82,10 @@ def _accepts(annotation: Any, value: Any) -> bool | None:
     return None
 
 
+def _article(name: str) -> str:
+    return f"an {name}" if name[:1] in "aeiou" else f"a {name}"
+
+
 def _type_name(annotation: Any) -> str:
     return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
 
@@ -114,7 +118,7 @@ def check_keys(node: DictConfig, where: str) -> None:
         plain = OmegaConf.to_container(value, resolve=True) if isinstance(value, ListConfig) else value
         if annotation is not None and _accepts(annotation, plain) is False:
             raise ConfigError(f"{where}.{key}={plain!r} is not a valid {_type_name(annotation)}", where=f"{where}.{key}",
-                              fix=f"set {where}.{key} to a {_type_name(annotation)} (see {target})")
+                              fix=f"set {where}.{key} to {_article(_type_name(annotation))} (see {target})")
 
 
 def _unresolved(node: DictConfig, key: str) -> bool:
@@ -150,7 +154,7 @@ def validate_config(cfg: DictConfig, optimizer: Any = None) -> None:
         value = cfg[key]
         if not isinstance(value, TOP_LEVEL[key]) or isinstance(value, bool) and bool not in TOP_LEVEL[key]:
             names = " or ".join("null" if t is type(None) else t.__name__ for t in TOP_LEVEL[key])
-            raise ConfigError(f"{key}={value!r} is not a valid {names}", where=key, fix=f"set {key} to a {names}")
+            raise ConfigError(f"{key}={value!r} is not a valid {names}", where=key, fix=f"set {key} to {_article(names)}")
     for group in GROUPS:
         if cfg.get(group) is not None:
             _walk(cfg[group], group)
