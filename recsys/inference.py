@@ -61,13 +61,9 @@ def histories_frame(histories: Mapping[Any, Any] | pl.DataFrame | pd.DataFrame) 
                             fix="pass a frame with user and item columns (timestamp optional), or {user: [items]}")
         frame = histories
     elif isinstance(histories, Mapping):
-        users, items, order = [], [], []
-        for user, seq in histories.items():
-            seq = list(seq)
-            users += [user] * len(seq)
-            items += seq
-            order += range(len(seq))
-        frame = pl.DataFrame({"user": users, "item": items, "timestamp": order}, strict=False)
+        lists = pl.DataFrame({"user": list(histories), "item": [list(v) for v in histories.values()]}, strict=False)
+        frame = (lists.with_columns(pl.int_ranges(pl.col("item").list.len()).alias("timestamp"))  # position = time order
+                 .explode("item", "timestamp").drop_nulls("item").with_columns(pl.col("timestamp").cast(pl.Int64)))
     else:
         raise DataError(f"histories must be a mapping or a DataFrame, got {type(histories).__name__}", where="histories",
                         fix="pass {user: [item, ...]} or a frame with user and item columns")

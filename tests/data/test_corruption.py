@@ -37,7 +37,8 @@ def _entry(cache_dir: Path) -> Path:
 
 
 def _silent_flip(path: Path) -> int:
-    """A byte position whose flipped bit parquet reads without error but as different data."""
+    """A byte position whose flipped bit parquet reads without error but as different data (the case the hash
+    exists for); if parquet caught every flip, any position still shows that the entry is rebuilt."""
     raw, original = path.read_bytes(), pl.read_parquet(path)
     for position in range(len(raw) // 2, len(raw) - 8):
         flipped = bytearray(raw)
@@ -47,7 +48,7 @@ def _silent_flip(path: Path) -> int:
                 return position
         except Exception:  # noqa: BLE001 - this flip is caught by parquet itself; look for a silent one
             continue
-    pytest.skip("no silent bit flip found")
+    return len(raw) // 2
 
 
 # (a) cache entries ------------------------------------------------------------------------------
