@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import polars as pl
 import torch
 
 from recsys.data.interactions import Interactions
@@ -42,7 +43,7 @@ from recsys.inference import FittedRecommender
 from recsys.models.base import Recommender
 from recsys.models.popularity import Popularity
 from recsys.runs import model_spec, save_run
-from recsys.runtime import atomic_write_text, resolve_device
+from recsys.runtime import atomic_write, atomic_write_text, resolve_device
 from recsys.training.distributed import is_main_process
 from recsys.training.trainer import Trainer
 
@@ -71,6 +72,8 @@ class RunResult:
     popularity_test: dict[str, float] | None = None
     run_dir: Path | None = None
     epochs: list[dict[str, float]] = field(default_factory=list)
+    fit_interactions: int = 0  # interactions the model was fitted on (train, or train + valid)
+    test_per_user: dict[str, torch.Tensor] | None = None  # "user" (indices) and each user's test value per metric
 
     @property
     def recommender(self) -> FittedRecommender:
@@ -80,7 +83,7 @@ class RunResult:
     def summary(self) -> dict[str, Any]:
         """The JSON-able summary written to ``metrics.json``."""
         out = {"dataset": self.dataset, "model": type(self.model).__name__, "num_users": self.num_users,
-               "num_items": self.num_items, "best_epoch": self.best_epoch, "train_seconds": round(self.train_seconds, 3),
+               "num_items": self.num_items, "fit_interactions": self.fit_interactions, "best_epoch": self.best_epoch, "train_seconds": round(self.train_seconds, 3),
                "total_seconds": round(self.total_seconds, 3), "valid": self.valid, "test": self.test}
         if self.popularity_test is not None:
             out["popularity_test"] = self.popularity_test
@@ -231,7 +234,12 @@ def run_pipeline(
         prepare_seconds = time.perf_counter() - fit_started
         batch_iter = _build(batches, {"data": fit_data, **available})[0] if batches is not None else None
         result = trainer.fit(net, batch_iter, optimizer, validate=validate, run_dir=run_dir, resume_from=resume_from)
-        test = evaluator.evaluate_model(net, history, split.test)
+        test_per_user: dict[str, torch.Tensor] | None = None
+        if "per_user" in inspect.signature(evaluator.evaluate_model).parameters:
+            test_per_user = {}
+            test = evaluator.evaluate_model(net, history, split.test, per_user=test_per_user)
+        else:
+            test = evaluator.evaluate_model(net, history, split.test)
         popularity = None
         if compare_to_popularity and isinstance(evaluator, RankingEvaluator) and not isinstance(net, Popularity):
             baseline = Popularity(data.num_items)
@@ -240,10 +248,14 @@ def run_pipeline(
     out = RunResult(model=net, dataset=data.name, num_users=data.num_users, num_items=data.num_items,
                     best_epoch=result.best_epoch, train_seconds=prepare_seconds + result.train_seconds,
                     total_seconds=time.perf_counter() - started, valid=result.best_metrics, test=test,
-                    history=history, popularity_test=popularity, run_dir=run_dir, epochs=result.history)
+                    history=history, popularity_test=popularity, run_dir=run_dir, epochs=result.history,
+                    fit_interactions=fit_data.num_interactions, test_per_user=test_per_user)
     if run_dir is not None and is_main_process():
         save_run(run_dir, net, kwargs, history=history, features=features, metrics=out.summary())
         atomic_write_text(run_dir / "results.md", out.table() + "\n")
+        if test_per_user:
+            frame = pl.DataFrame({name: values.numpy() for name, values in test_per_user.items()})
+            atomic_write(run_dir / "per_user_test.parquet", frame.write_parquet)
         if callable(getattr(net, "item_embeddings", None)):  # the exported artifact, keyed by original item id
             out.recommender.item_embeddings().to_parquet(run_dir / "item_embeddings.parquet")
     return out

@@ -118,10 +118,12 @@ class RankingEvaluator:
             names += [f"coverage@{k}" for k in self.ks]
         return names
 
-    def evaluate_model(self, model: Recommender, history: Interactions, targets: Interactions) -> dict[str, float]:
+    def evaluate_model(self, model: Recommender, history: Interactions, targets: Interactions,
+                       per_user: dict[str, Tensor] | None = None) -> dict[str, float]:
         """Rank all items for every user with held-out ``targets``, masking the items in ``history``.
 
         The shared evaluator contract: the CLI calls ``evaluate_model`` on every ``eval`` config object.
+        ``per_user``: a dict to fill with each user's values (see :meth:`evaluate`).
         """
         model.eval()
         with torch.no_grad():
@@ -130,6 +132,7 @@ class RankingEvaluator:
                 exclude=history.user_item_matrix(),
                 targets=targets.user_item_matrix(),
                 device=model.device,
+                per_user=per_user,
             )
 
     def evaluate(
@@ -140,11 +143,13 @@ class RankingEvaluator:
         *,
         device: torch.device | str = "cpu",
         progress: bool = False,
+        per_user: dict[str, Tensor] | None = None,
     ) -> dict[str, float]:
         """Score users with ``score_fn`` (LongTensor (B,) on ``device`` -> (B, N) scores) and average the metrics.
 
         ``exclude`` and ``targets`` are sparse CSR (num_users, num_items): items to mask (seen in
-        training) and items to find (held out).
+        training) and items to find (held out). A ``per_user`` dict is filled with ``"user"`` (the evaluated
+        users' indices) and one float64 CPU tensor per metric key: each user's value, what the means average.
         """
         _check_csr(exclude, "exclude")
         _check_csr(targets, "targets")
@@ -170,6 +175,7 @@ class RankingEvaluator:
         sums = torch.zeros(len(names), dtype=torch.float64, device=device)
         cover_ks = [] if sampled or not self.coverage else list(self.ks)
         covered = torch.zeros(len(cover_ks), num_items, dtype=torch.bool, device=device)
+        blocks: list[Tensor] = []  # (B, M) per-user values, kept only when per_user is asked for
 
         starts = range(0, num_users, self.batch_size)
         for start in tqdm(starts, desc="evaluate", unit="batch", disable=not progress):
@@ -188,6 +194,8 @@ class RankingEvaluator:
                 ranks = tie_ranks(scores, tgt, mask)
                 values = [fn(ranks, k) for _, fn, k in names]
             sums += torch.stack([v.sum() for v in values]) if values else 0.0
+            if per_user is not None and values:
+                blocks.append(torch.stack(values, 1).double().cpu())
             if cover_ks:
                 top = scores.topk(min(max(cover_ks), num_items), dim=1)  # (B, K)
                 for i, k in enumerate(cover_ks):  # loop over cutoffs, not users
@@ -198,6 +206,10 @@ class RankingEvaluator:
         for i, k in enumerate(cover_ks):
             result[f"coverage@{k}"] = covered[i].sum().item() / num_items
         result["num_users"] = float(num_users)
+        if per_user is not None:
+            table = torch.cat(blocks) if blocks else torch.zeros(num_users, 0, dtype=torch.float64)
+            per_user["user"] = users_all.cpu()
+            per_user.update({name: table[:, i] for i, (name, _, _) in enumerate(names)})
         return result
 
     @staticmethod

@@ -152,3 +152,22 @@ def test_cuda_matches_cpu(num_negatives: int | None) -> None:
     gpu_scores = scores.cuda()
     gpu = ev.evaluate(lambda u: gpu_scores[u], ex.cuda(), tg.cuda(), device="cuda")
     assert gpu == pytest.approx(cpu, abs=1e-9)
+
+
+@pytest.mark.parametrize("num_negatives", [None, 5])
+def test_per_user_values_are_what_the_means_average(num_negatives: int | None) -> None:
+    scores, exclude, targets = random_case(3)
+    ev = RankingEvaluator(ks=(1, 3), batch_size=7, coverage=False, num_negatives=num_negatives)
+    per_user: dict[str, torch.Tensor] = {}
+    out = ev.evaluate(lambda u: scores[u], exclude.to_sparse_csr(), targets.to_sparse_csr(), per_user=per_user)
+    expected_users = targets.any(1).nonzero().squeeze(1)
+    assert torch.equal(per_user["user"], expected_users)
+    assert set(per_user) == {"user", *(k for k in out if k != "num_users")}
+    for name, values in per_user.items():
+        if name != "user":
+            assert values.shape == (len(expected_users),) and values.dtype == torch.float64
+            assert values.mean().item() == pytest.approx(out[name], abs=1e-12)
+    if num_negatives is None:  # one user's full-ranking value against the per-user reference
+        user = int(expected_users[0])
+        single = reference(scores[user : user + 1], exclude[user : user + 1], targets[user : user + 1], 3)
+        assert per_user["ndcg@3"][0].item() == pytest.approx(single["ndcg@3"])
