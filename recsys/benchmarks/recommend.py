@@ -6,8 +6,9 @@
 (factors fitted by implicit) and on a synthetic catalogue (random factors, ``--liked`` random liked items per
 user). Columns: users/s of each side (best of ``--repeats``, range in brackets), the ratio, and the fraction of
 users whose top-N ids are identical (in order; and as sets).
-(b) ``ann``: a :class:`recsys.embeddings.ann.FaissIndex` over ``--ann-items`` random vectors vs exact torch
-top-k: recall@k against the exact answer and queries/s of both.
+(b) ``ann``: a :class:`recsys.embeddings.ann.FaissIndex` over ``--ann-items`` vectors (i.i.d. Gaussian, the worst
+case, and clustered), tuned to ``--ann-target`` recall on held-out queries, vs exact torch top-k: recall@k against
+the exact answer and queries/s of both.
 
 Both sides run in this process with ``--threads`` threads (torch, BLAS via threadpoolctl, implicit, faiss).
 
@@ -88,38 +89,64 @@ def bench_recommend(name: str, user_factors: np.ndarray, item_factors: np.ndarra
     their_times, (their_ids, _) = _timed(lambda: theirs.recommend(users, user_items, N=args.N), args.repeats)
     our_times, (our_ids, _) = _timed(lambda: ours.recommend(users, user_items, N=args.N), args.repeats)
     (their_best, their_range), (our_best, our_range) = _rate(len(users), their_times), _rate(len(users), our_times)
+    paired = sorted(t / o for t, o in zip(their_times, our_times))  # repeat i of each side, run back to back
     same = float((their_ids == our_ids).all(1).mean())
     same_set = float((np.sort(their_ids, 1) == np.sort(our_ids, 1)).all(1).mean())
     return {"data": name, "users": len(users), "items": item_factors.shape[0], "N": args.N,
             "implicit users/s": their_best, "implicit range": their_range, "ours users/s": our_best, "ours range": our_range,
-            "ours / implicit": our_best / their_best, "same top-N": same, "same set": same_set}
+            "ours / implicit": our_best / their_best, "paired range": f"{paired[0]:.2f}-{paired[-1]:.2f}",
+            "same top-N": same, "same set": same_set, "_paired": paired}
+
+
+def ann_vectors(kind: str, num: int, dim: int, queries: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(V, D)`` vectors and ``(Q, D)`` queries. ``gaussian``: i.i.d. N(0, 1), the worst case of every ANN index (no
+    structure to exploit); ``clustered``: 1,000 centres and unit noise at 0.5 of their spread, queries from the same
+    mixture (as trained item tables and user vectors cluster by taste)."""
+    generator = torch.Generator().manual_seed(seed)
+    if kind == "gaussian":
+        return torch.randn(num, dim, generator=generator), torch.randn(queries, dim, generator=generator)
+    centres = torch.randn(1000, dim, generator=generator)
+
+    def draw(n: int) -> torch.Tensor:
+        return centres[torch.randint(0, len(centres), (n,), generator=generator)] + 0.5 * torch.randn(n, dim, generator=generator)
+
+    return draw(num), draw(queries)
 
 
 def bench_ann(args: argparse.Namespace) -> list[dict]:
-    """recall@k and queries/s of faiss indexes vs exact torch top-k over random vectors."""
+    """recall@k and queries/s of tuned faiss indexes vs exact torch top-k, per vector distribution.
+
+    Each index is tuned (:meth:`FaissIndex.tune`) to the smallest ``nprobe`` / ``ef_search`` reaching
+    ``--ann-target`` recall on a separate set of tuning queries, then timed on the measured queries."""
     from recsys.embeddings.ann import FaissIndex, import_faiss
 
     import_faiss().omp_set_num_threads(args.threads)
-    generator = torch.Generator().manual_seed(args.seed)
-    vectors = torch.randn(args.ann_items, args.ann_dim, generator=generator)  # (V, D)
-    queries = torch.randn(args.ann_queries, args.ann_dim, generator=generator)  # (Q, D)
-    k = args.ann_k
+    k, rows = args.ann_k, []
+    for data in args.ann_data:
+        vectors, queries = ann_vectors(data, args.ann_items, args.ann_dim, 2 * args.ann_queries, args.seed)
+        tuning, queries = queries[: args.ann_queries], queries[args.ann_queries :]
 
-    def exact() -> torch.Tensor:
-        return torch.cat([(queries[s : s + 256] @ vectors.T).topk(k, dim=1).indices for s in range(0, len(queries), 256)])
+        def exact() -> torch.Tensor:
+            return torch.cat([(queries[s : s + 256] @ vectors.T).topk(k, dim=1).indices for s in range(0, len(queries), 256)])
 
-    exact_times, truth = _timed(exact, args.repeats)
-    exact_best, exact_range = _rate(len(queries), exact_times)
-    rows = [{"method": "exact torch topk", "build s": None, "recall@k": 1.0, "queries/s": exact_best, "range": exact_range, "vs exact": 1.0}]
-    for kind in args.ann_kinds:
-        start = time.perf_counter()
-        index = FaissIndex(vectors, metric="ip", kind=kind)
-        build = time.perf_counter() - start
-        times, (_, found) = _timed(lambda: index.search(queries, k), args.repeats)
-        hits = (found.unsqueeze(2) == truth.unsqueeze(1)).any(2).float().sum(1) / k  # (Q,)
-        best, spread = _rate(len(queries), times)
-        rows.append({"method": f"faiss {kind} {index.params}", "build s": build, "recall@k": float(hits.mean()),
-                     "queries/s": best, "range": spread, "vs exact": best / exact_best})
+        exact_times, truth = _timed(exact, args.repeats)
+        exact_best, exact_range = _rate(len(queries), exact_times)
+        rows.append({"vectors": data, "method": "exact torch topk", "build s": None, "recall@k": 1.0,
+                     "queries/s": exact_best, "range": exact_range, "vs exact": 1.0})
+        for kind in args.ann_kinds:
+            start = time.perf_counter()
+            index = FaissIndex(vectors, metric="ip", kind=kind)
+            build = time.perf_counter() - start
+            tuned = index.tune(vectors, tuning, k, target_recall=args.ann_target)
+            times, (_, found) = _timed(lambda: index.search(queries, k), args.repeats)
+            hits = (found.unsqueeze(2) == truth.unsqueeze(1)).any(2).float().sum(1) / k  # (Q,)
+            best, spread = _rate(len(queries), times)
+            setting = ", ".join(f"{key}={value}" for key, value in index.params.items())
+            paired = sorted(e / t for e, t in zip(exact_times, times))
+            rows.append({"vectors": data, "method": f"faiss {kind} ({setting})", "build s": build,
+                         "recall@k": float(hits.mean()), "queries/s": best, "range": spread, "vs exact": best / exact_best,
+                         "tuning recall": tuned["recall"], "_paired": paired})
+        del vectors, queries
     return rows
 
 
@@ -137,12 +164,35 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--ann-dim", type=int, default=64)
     parser.add_argument("--ann-queries", type=int, default=2000)
     parser.add_argument("--ann-k", type=int, default=100)
-    parser.add_argument("--ann-kinds", nargs="+", default=["hnsw", "ivf"], choices=["hnsw", "ivf", "flat"])
+    parser.add_argument("--ann-kinds", nargs="+", default=["ivf"], choices=["hnsw", "ivf", "flat"],
+                        help="index kinds (hnsw builds slowly on 2 cores: minutes at 1M vectors)")
+    parser.add_argument("--ann-data", nargs="+", default=["gaussian", "clustered"], choices=["gaussian", "clustered"])
+    parser.add_argument("--ann-target", type=float, default=0.95, help="recall@k each index is tuned to reach")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu", help="ours: cpu, cuda or auto")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--record", default=None, help="merge the ratios into this speed file (docs/results/speed.json)")
     return parser
+
+
+def _record(path: str, recommend_rows: list[dict], ann_rows: list[dict], args: argparse.Namespace) -> None:
+    """The ratios as README rows (recsys.benchmarks.readme)."""
+    from recsys.benchmarks.grid import machine_facts
+    from recsys.benchmarks.readme import record
+
+    facts = machine_facts(args.threads)
+    machine = f"{facts['cpu']}, {facts['threads']} threads, load {facts['load_1min']:.1f}"
+    rows = [{"claim": f"batch recommend for every user vs implicit's recommend, same ALS factors ({r['data']}: {r['users']:,} users x "
+                      f"{r['items']:,} items, N={r['N']}, top-N identical for {r['same top-N']:.3f} of users)",
+             "best": r["_paired"][-1], "low": r["_paired"][0], "high": r["_paired"][-1], "repeats": len(r["_paired"]),
+             "machine": machine, "command": f"recsys bench recommend --parts {'beauty' if r['data'] == 'amazon-beauty' else 'synthetic'}"}
+            for r in recommend_rows]
+    rows += [{"claim": f"ANN {r['method']} vs exact torch top-k ({args.ann_items:,} x {args.ann_dim} {r['vectors']} vectors, "
+                       f"recall@{args.ann_k} {r['recall@k']:.3f}): queries/s",
+              "best": r["_paired"][-1], "low": r["_paired"][0], "high": r["_paired"][-1], "repeats": len(r["_paired"]),
+              "machine": machine, "command": "recsys bench recommend --parts ann"} for r in ann_rows if "_paired" in r]
+    record(path, rows)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -152,18 +202,21 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore", message=".*OpenBLAS.*|.*threadpoolctl.*")
     with threadpool_limits(args.threads):
-        rows = []
+        rows, ann_rows = [], []
         if "beauty" in args.parts:
             rows.append(bench_recommend("amazon-beauty", *_beauty(args.root, args.threads), args))
         if "synthetic" in args.parts:
             rows.append(bench_recommend("synthetic", *synthetic(args.users, args.items, args.factors, args.liked, args.seed), args))
         if rows:
             print(f"\n## recommend for every user: N={args.N}, {args.threads} threads, best of {args.repeats}\n")
-            print(format_table(rows))
+            print(format_table([{k: v for k, v in r.items() if not k.startswith("_")} for r in rows]))
         if "ann" in args.parts:
-            print(f"\n## ANN: {args.ann_items:,} x {args.ann_dim} random vectors, {args.ann_queries:,} queries, k={args.ann_k}, "
-                  f"{args.threads} threads, best of {args.repeats}\n")
-            print(format_table(bench_ann(args)))
+            print(f"\n## ANN: {args.ann_items:,} x {args.ann_dim} vectors, {args.ann_queries:,} queries (and as many to tune on), "
+                  f"k={args.ann_k}, tuned to recall {args.ann_target}, {args.threads} threads, best of {args.repeats}\n")
+            ann_rows = bench_ann(args)
+            print(format_table([{k: v for k, v in r.items() if not k.startswith("_")} for r in ann_rows]))
+        if args.record:
+            _record(args.record, rows, ann_rows, args)
     return 0
 
 

@@ -124,6 +124,44 @@ class FaissIndex:
             raise ConfigError(f"the index was built on {shape} vectors that differ from these ({what})", where=where,
                               fix="rebuild the index over these vectors: FaissIndex(model item embeddings), or pass index='faiss'")
 
+    def tune(self, vectors: KeyedVectors | Tensor | np.ndarray, queries: Tensor | np.ndarray, k: int,
+             target_recall: float = 0.95) -> dict[str, float]:
+        """Set the smallest ``nprobe`` (IVF) or ``ef_search`` (HNSW) whose recall@k on ``queries`` reaches ``target_recall``.
+
+        Recall is measured against exact search over ``vectors`` (the vectors the index was built on), as faiss'
+        own auto-tuning does; the ladder doubles from ``k`` (HNSW) or 1 (IVF) up to ``nlist`` / 16k. Returns
+        ``{"param": value, "recall": measured}``; when even the top of the ladder misses the target, that value is
+        kept and the returned recall says by how much.
+
+        >>> vectors = torch.randn(2000, 8, generator=torch.Generator().manual_seed(0))
+        >>> index = FaissIndex(vectors, kind="ivf", nlist=16, nprobe=1)
+        >>> out = index.tune(vectors, vectors[:50], k=10, target_recall=0.9)
+        >>> out["recall"] >= 0.9 and index.params["nprobe"] == out["nprobe"]
+        True
+        """
+        if not 0.0 < float(target_recall) <= 1.0:
+            raise ConfigError(f"target_recall must be in (0, 1], got {target_recall!r}", where="FaissIndex.tune")
+        self.check(vectors, where="FaissIndex.tune(vectors=...)")
+        if self.kind == "flat":
+            return {"recall": 1.0}
+        table = torch.from_numpy(self._prepare(_table(vectors)))
+        probe = torch.from_numpy(self._prepare(torch.as_tensor(queries)))
+        truth = torch.cat([(probe[s : s + 256] @ table.T).topk(min(k, len(table)), dim=1).indices
+                           for s in range(0, len(probe), 256)])  # (Q, k) exact rows
+        name = "nprobe" if self.kind == "ivf" else "ef_search"
+        top = int(self.params["nlist"]) if self.kind == "ivf" else 16384
+        value, recall = (1 if self.kind == "ivf" else k), 0.0
+        while True:
+            self.params[name] = min(value, top)
+            self._set_search_params()
+            _, rows = self.search(probe, k)
+            recall = float((rows.unsqueeze(2) == truth.unsqueeze(1)).any(2).float().sum(1).div(truth.shape[1]).mean())
+            if recall >= target_recall or value >= top:
+                break
+            value *= 2
+        log.info("FaissIndex.tune: %s=%d gives recall@%d %.4f", name, self.params[name], k, recall)
+        return {name: self.params[name], "recall": recall}
+
     def _prepare(self, x: Tensor) -> np.ndarray:
         x = x.detach().float().cpu()
         if self.metric == "cosine":

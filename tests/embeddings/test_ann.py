@@ -90,3 +90,31 @@ def test_index_errors_are_clear(fitted):
     ease.prepare(fitted.history)
     with pytest.raises(ConfigError):
         FittedRecommender(ease, fitted.history).recommend(fitted.users.ids.head(3), N=2, index="faiss")
+
+
+@pytest.mark.parametrize("kind, param", [("ivf", "nprobe"), ("hnsw", "ef_search")])
+def test_tune_finds_the_smallest_setting_reaching_the_target(kind: str, param: str) -> None:
+    from recsys.benchmarks.recommend import ann_vectors
+
+    vectors, queries = ann_vectors("clustered", 4000, 16, 64, seed=0)
+    start = {"nprobe": 1} if kind == "ivf" else {"ef_search": 10}
+    index = FaissIndex(vectors, kind=kind, **({"nlist": 64} if kind == "ivf" else {"M": 8}), **start)
+    out = index.tune(vectors, queries, k=10, target_recall=0.9)
+    truth = (queries @ vectors.T).topk(10, dim=1).indices
+    _, rows = index.search(queries, 10)
+    recall = (rows.unsqueeze(2) == truth.unsqueeze(1)).any(2).float().mean().item()
+    assert out[param] == index.params[param] and recall == pytest.approx(out["recall"]) and recall >= 0.9
+    if out[param] > (1 if kind == "ivf" else 10):  # one step down the ladder misses the target
+        index.params[param] = out[param] // 2
+        index._set_search_params()
+        _, rows = index.search(queries, 10)
+        assert (rows.unsqueeze(2) == truth.unsqueeze(1)).any(2).float().mean().item() < 0.9
+
+
+def test_tune_refuses_other_vectors_and_bad_targets() -> None:
+    vectors = torch.randn(300, 8, generator=torch.Generator().manual_seed(1))
+    index = FaissIndex(vectors, kind="ivf", nlist=8)
+    with pytest.raises(ConfigError, match="built on 300 x 8 vectors"):
+        index.tune(vectors + 1, vectors[:5], k=5)
+    with pytest.raises(ConfigError, match="target_recall"):
+        index.tune(vectors, vectors[:5], k=5, target_recall=1.5)
