@@ -24,9 +24,11 @@ from torch import Tensor, nn
 from recsys.data.features import FeaturePipeline
 from recsys.data.fields import EncodedFeatures, FieldSpec
 from recsys.data.interactions import Interactions
+from recsys.data.vocabulary import Vocabulary
 from recsys.embeddings.collection import EmbeddingCollection
 from recsys.embeddings.config import EmbeddingField
 from recsys.embeddings.jagged import KeyedJagged
+from recsys.embeddings.keyed_vectors import KeyedVectors
 from recsys.embeddings.specs import embedding_fields
 from recsys.errors import ConfigError, DataError
 from recsys.models.base import Recommender, check_indices
@@ -229,6 +231,29 @@ class CTRModel(Recommender):
         if self.dense_linear is not None:
             first = first + self.dense_linear(dense).squeeze(-1)
         return SideParts(first, embeddings.contiguous(), dense)
+
+    def item_embeddings(self, items: Vocabulary, history: Interactions | None = None) -> KeyedVectors:
+        """Each item's side vector keyed by original item id: the sum of its item-side field embeddings (FM's item
+        factor: ``user . item`` is the sides' second-order interaction). Needs the ``history`` holding the item features."""
+        return self._side_vectors(items, history, "item")
+
+    def user_embeddings(self, users: Vocabulary, history: Interactions | None = None) -> KeyedVectors:
+        """Each user's side vector (the sum of its user-side field embeddings) keyed by original user id."""
+        return self._side_vectors(users, history, "user")
+
+    def _side_vectors(self, vocab: Vocabulary, history: Interactions | None, side: str) -> KeyedVectors:
+        from recsys.models.als import keyed  # als imports nothing of this module; at call time to keep import order simple
+
+        where = f"{type(self).__name__}.{side}_embeddings"
+        if self.embedding_dim == 0:
+            raise ConfigError(f"{type(self).__name__} has embedding_dim 0: no {side} vectors", where=where,
+                              fix="use FM or DeepFM (embedding_dim > 0)")
+        if history is None:
+            raise ConfigError(f"{type(self).__name__}'s {side} vectors come from the {side} features", where=where,
+                              fix="pass the history holding the side features (a loaded run passes its own)")
+        with torch.no_grad():
+            vectors = self.side(history, side).embeddings.sum(1)  # (n, D): the fields of the other side are zero
+        return keyed(vocab, vectors)
 
     def _index(self, index: Tensor, size: int, name: str) -> Tensor:
         index = torch.as_tensor(index, device=self.device).long()

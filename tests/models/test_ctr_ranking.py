@@ -179,3 +179,27 @@ def test_deepfm_ranks_the_genre_a_user_group_clicks() -> None:
     women = (raw_user % 2 == 1)
     assert (top_genre[women] == 0).float().mean() > 0.9
     assert (top_genre[~women] == 1).float().mean() > 0.9
+
+
+def test_fm_side_vectors_carry_the_user_item_interaction(data: Interactions) -> None:
+    """FM: logit(u, i) = f(u) + g(i) + <U_u, I_i>, so the double difference of the logits is the dot of the side vectors."""
+    model = build("fm", pipeline().fit(data))
+    logits = model.score_users(torch.arange(data.num_users), data).double()  # (U, N)
+    double_difference = logits - logits[:, :1] - logits[:1, :] + logits[0, 0]
+    users = model.user_embeddings(data.users, history=data).table.double()
+    items = model.item_embeddings(data.items, history=data).table.double()
+    expected = (users - users[:1]) @ (items - items[:1]).T
+    torch.testing.assert_close(double_difference, expected, rtol=1e-4, atol=1e-4)
+    assert items.shape == (data.num_items, 4)
+
+
+def test_ctr_embeddings_need_a_history_and_lr_has_none(data: Interactions) -> None:
+    from recsys.errors import ConfigError
+    from recsys.inference import FittedRecommender
+
+    fm = build("fm", pipeline().fit(data))
+    with pytest.raises(ConfigError, match="come from the item features"):
+        fm.item_embeddings(data.items)
+    assert FittedRecommender(fm, data).item_embeddings().table.shape == (data.num_items, 4)  # the run's history is passed
+    with pytest.raises(ConfigError, match="embedding_dim 0"):
+        build("lr", pipeline().fit(data)).item_embeddings(data.items, history=data)
