@@ -1,4 +1,4 @@
-"""``recsys`` / ``python -m recsys``: ``train [overrides]`` (the default) or ``bench NAME [args]``."""
+"""``recsys`` / ``python -m recsys``: ``train [overrides]`` (the default), ``compare``, ``report``, ``plot``, ``bench NAME``."""
 
 from __future__ import annotations
 
@@ -16,12 +16,16 @@ BENCHMARKS = {
     "text": "recsys.benchmarks.text",
     "entity-embedding": "recsys.benchmarks.entity_embedding",
     "recommend": "recsys.benchmarks.recommend",
+    "readme": "recsys.benchmarks.readme",
 }
 
 RUN_COMMANDS = ("recommend", "similar", "export")
 
 USAGE = """usage: recsys [train] [hydra overrides ...]     train and evaluate (see `recsys train --help`)
        recsys recommend|similar|export RUN_DIR [options]   use a saved run (see `recsys recommend --help`)
+       recsys compare GRID [GRID ...] [options]   run a benchmark grid of conf/compare/ into a results store
+       recsys report STORE [options]        Markdown + HTML report with plots from a results store
+       recsys plot RUN_DIR [--out FILE]     one run's training curves as a PNG
        recsys bench {%s} [args ...]      run a benchmark and print its table""" % ",".join(BENCHMARKS)
 
 
@@ -34,6 +38,14 @@ def main(argv: list[str] | None = None) -> None:
         from recsys.cli.inference import main as run_command
 
         raise SystemExit(run_command(args))
+    if args and args[0] == "compare":
+        from recsys.cli.compare import main as compare
+
+        raise SystemExit(compare(args[1:]))
+    if args and args[0] in ("report", "plot"):
+        from recsys.cli.report import plot_main, report_main
+
+        raise SystemExit((report_main if args[0] == "report" else plot_main)(args[1:]))
     if args and args[0] == "bench":
         if len(args) == 2 and args[1] in ("-h", "--help"):
             print("usage: recsys bench NAME [args ...]   run a benchmark and print its table "
