@@ -41,6 +41,10 @@ _SURFACE = {
     # the pipeline and saved runs
     "run_pipeline": "recsys.pipeline", "RunResult": "recsys.pipeline",
     "load_run": "recsys.runs", "save_run": "recsys.runs", "LoadedRun": "recsys.runs",
+    # benchmark grids: run one into a results store, then report on it
+    "load_grid": "recsys.benchmarks.grid", "run_grid": "recsys.benchmarks.grid", "read_store": "recsys.benchmarks.grid",
+    "write_report": "recsys.benchmarks.report", "summarize": "recsys.benchmarks.report",
+    "significance": "recsys.benchmarks.report", "plot_run": "recsys.benchmarks.plots",
 }
 
 __all__ = ["__version__", *_SURFACE]

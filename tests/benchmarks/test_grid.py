@@ -169,3 +169,12 @@ def test_compare_cli_runs_a_grid_file_and_prints_the_table(tmp_path: Path, capsy
     table = out.split("results store")[0]
     assert "pop" in table and "test/ndcg@5" in table  # the metrics the grid's evaluator reports
     assert read_store(tmp_path / "s")["status"].to_list() == ["ok"]
+
+
+def test_the_front_door_names_the_grid_and_report_api() -> None:
+    import recsys
+    from recsys.benchmarks import grid, plots, report
+
+    assert recsys.load_grid is grid.load_grid and recsys.run_grid is grid.run_grid and recsys.read_store is grid.read_store
+    assert recsys.write_report is report.write_report and recsys.significance is report.significance
+    assert recsys.summarize is report.summarize and recsys.plot_run is plots.plot_run
