@@ -51,9 +51,18 @@ def _mean_std(values: pl.Series) -> str:
     return f"{values.mean():.4f}" + (f" ± {std:.4f}" if std is not None else "")
 
 
+def _quiet(frame: pl.DataFrame) -> bool:
+    """Whether every cell ran on a quiet machine (1-minute load at most the core count): only then are its times
+    worth a README claim (a grid that shared the machine keeps its times in its report, with the load beside them)."""
+    facts = [json.loads(m) for m in frame["machine"].drop_nulls().to_list()] if "machine" in frame.columns else []
+    return bool(facts) and all(isinstance(f.get("load_1min"), (int, float)) and f["load_1min"] <= (f.get("cores") or 1)
+                               for f in facts)
+
+
 def grid_rows(frame: pl.DataFrame) -> list[tuple[str, str]]:
-    """(what, result) rows: quality per dataset and model, then ours-vs-peer fit time per seed."""
+    """(what, result) rows: quality per dataset and model, then ours-vs-peer fit time per seed (quiet machine only)."""
     ok = frame.filter(pl.col("status") == "ok")
+    quiet = _quiet(ok)
     rows = []
     for dataset in sorted(ok["dataset"].unique().to_list()):
         cells = ok.filter(pl.col("dataset") == dataset)
@@ -63,7 +72,7 @@ def grid_rows(frame: pl.DataFrame) -> list[tuple[str, str]]:
             parts.append(f"{NAMES[model]} {_mean_std(mine['test/hr@10'])} / {_mean_std(mine['test/ndcg@10'])} "
                          f"({mine.height} seed{'s' if mine.height > 1 else ''})")
         rows.append((f"{dataset}: test HR@10 / NDCG@10, mean ± std over seeds", "; ".join(parts)))
-        for ours, peer in PAIRS:
+        for ours, peer in PAIRS if quiet else ():
             a = cells.filter(pl.col("model") == ours).select("seed", "train_seconds", "test/ndcg@10")
             b = cells.filter(pl.col("model") == peer).select("seed", "train_seconds", "test/ndcg@10")
             both = a.join(b, on="seed", suffix="_peer")
@@ -93,7 +102,9 @@ def table(results: Path) -> str:
     if grid.is_file():
         frame = pl.read_parquet(grid)
         rows += grid_rows(frame)
-        rows.append(("grid machine and command", f"{_machine(frame)}; `recsys compare cf sequential --root ../shared/datasets`"))
+        note = "" if _quiet(frame.filter(pl.col("status") == "ok")) else (
+            "; fit times not shown: the cells shared the machine with other jobs (see docs/results/report.md)")
+        rows.append(("grid machine and command", f"{_machine(frame)}; `recsys compare cf sequential --root ../shared/datasets`{note}"))
     speed = results / "speed.json"
     if speed.is_file():
         rows += speed_rows(json.loads(speed.read_text()))
