@@ -18,7 +18,6 @@ batched on the model's device: one ``(B, N)`` score block, seen items set to ``-
 
 from __future__ import annotations
 
-import inspect
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -260,8 +259,8 @@ class FittedRecommender:
         if not callable(method):
             raise ConfigError(f"{type(self.model).__name__} has no {name.replace('_', ' ')}", where=name,
                               fix="use a model with embeddings (bpr, als, neumf, biased_mf, item2vec, content, sasrec, bert4rec, fm, deepfm)")
-        takes_history = "history" in inspect.signature(method).parameters
-        vectors = method(vocab, history=self.history) if takes_history else method(vocab)
+        # CTR models build side vectors from the side features the history holds
+        vectors = method(vocab, history=self.history) if getattr(self.model, "vectors_read_history", False) else method(vocab)
         return vectors if isinstance(vectors, KeyedVectors) else KeyedVectors(list(vocab.ids.to_list()), vectors.weight.detach().cpu())
 
     def similar_items(self, items: Any, N: int = 10, *, filter_items: Any = None, output: str = "polars",

@@ -102,6 +102,8 @@ class CTRModel(Recommender):
     ``score_items`` rank items for users (needs the pipeline); subclasses may speed up ``pair_logits``.
     """
 
+    vectors_read_history = True  # item/user_embeddings sum side-feature rows of a history (FittedRecommender passes its own)
+
     def __init__(self, features: FeaturePipeline | None = None, embedding_dim: int = 16, sparse: bool = True,
                  init_std: float = 1e-2) -> None:
         super().__init__()
