@@ -310,6 +310,9 @@ class LogisticRegression(CTRModel):
     (torch.Size([2]), torch.Size([]))
     """
 
+    item_embeddings = None  # first-order weights only: no vectors to export (callers check callable(...))
+    user_embeddings = None
+
     def __init__(self, features: FeaturePipeline | None = None, sparse: bool = True, init_std: float = 1e-2) -> None:
         super().__init__(features, embedding_dim=0, sparse=sparse, init_std=init_std)
 

@@ -201,5 +201,5 @@ def test_ctr_embeddings_need_a_history_and_lr_has_none(data: Interactions) -> No
     with pytest.raises(ConfigError, match="come from the item features"):
         fm.item_embeddings(data.items)
     assert FittedRecommender(fm, data).item_embeddings().table.shape == (data.num_items, 4)  # the run's history is passed
-    with pytest.raises(ConfigError, match="embedding_dim 0"):
-        build("lr", pipeline().fit(data)).item_embeddings(data.items, history=data)
+    with pytest.raises(ConfigError, match="LogisticRegression has no item embeddings"):
+        FittedRecommender(build("lr", pipeline().fit(data)), data).item_embeddings()
