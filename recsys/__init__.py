@@ -27,6 +27,7 @@ _SURFACE = {
     "PairwiseBatches": "recsys.data", "NextItemBatches": "recsys.data", "ClozeBatches": "recsys.data",
     "RatingBatches": "recsys.data", "CTRBatches": "recsys.data", "FeaturePipeline": "recsys.data",
     "CategoricalFeature": "recsys.data", "MultiCategoricalFeature": "recsys.data", "NumericFeature": "recsys.data",
+    "ctr_frame": "recsys.data", "PADDING_INDEX": "recsys.data", "ITEM_SHIFT": "recsys.data",
     # models
     "Recommender": "recsys.models", "Popularity": "recsys.models", "BPRMF": "recsys.models", "BiasedMF": "recsys.models",
     "NeuMF": "recsys.models", "ALS": "recsys.models", "EASE": "recsys.models", "Item2Vec": "recsys.models",
@@ -35,6 +36,9 @@ _SURFACE = {
     # training and evaluation
     "Trainer": "recsys.training", "resolve_device": "recsys.runtime",
     "RankingEvaluator": "recsys.evaluation", "RatingEvaluator": "recsys.evaluation", "CTREvaluator": "recsys.evaluation",
+    "cold_start_split": "recsys.evaluation", "evaluate_cold_start": "recsys.evaluation", "ColdStartSplit": "recsys.evaluation",
+    # fitting engines that are not gradient epochs (run_pipeline(engine=...))
+    "SGNSEngine": "recsys.training", "BPRHogwild": "recsys.training", "ItemTextEngine": "recsys.training.text_vectors",
     # estimators
     "Word2Vec": "recsys.estimators", "KeyedVectors": "recsys.embeddings",
     "BayesianPersonalizedRanking": "recsys.estimators", "EntityEmbeddingEncoder": "recsys.estimators",

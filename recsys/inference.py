@@ -19,7 +19,7 @@ batched on the model's device: one ``(B, N)`` score block, seen items set to ``-
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -27,13 +27,13 @@ import pandas as pd
 import polars as pl
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from recsys.data.interactions import Interactions
 from recsys.data.vocabulary import Vocabulary, _as_series
 from recsys.embeddings.keyed_vectors import KeyedVectors
 from recsys.errors import ConfigError, DataError
 from recsys.models.base import Recommender
+from recsys.runtime import progress_bar
 
 __all__ = ["FittedRecommender", "histories_frame"]
 
@@ -48,6 +48,29 @@ def _output(frame: pl.DataFrame, output: str) -> pl.DataFrame | pd.DataFrame:
     if output == "pandas":
         return frame.to_pandas()
     raise ConfigError(f"output must be 'polars' or 'pandas', got {output!r}", where="output")
+
+
+def _ids(values: Any, name: str) -> pl.Series:
+    """``values`` as a Series; a list mixing types (``[1, "new"]``) becomes strings rather than an error."""
+    try:
+        return _as_series(values, name)
+    except (TypeError, pl.exceptions.PolarsError):
+        return pl.Series(name, list(values) if not np.isscalar(values) else [values], dtype=pl.String, strict=False)
+
+
+def _aligned(values: pl.Series, like: pl.Series) -> pl.Series:
+    """``values`` cast to ``like``'s dtype; a value that does not convert (``"new"`` for integer ids) becomes null."""
+    if values.dtype == like.dtype:
+        return values
+    try:
+        return values.cast(like.dtype, strict=False)
+    except pl.exceptions.PolarsError:
+        return pl.Series(values.name, [None] * len(values), dtype=like.dtype)
+
+
+def _member(values: pl.Series, pool: pl.Series) -> pl.Series:
+    """Which of ``values`` are in ``pool``, whatever the two dtypes (ids of another type are simply not members)."""
+    return _aligned(values, pool).is_in(pool.implode()).fill_null(False)
 
 
 def histories_frame(histories: Mapping[Any, Any] | pl.DataFrame | pd.DataFrame) -> pl.DataFrame:
@@ -101,6 +124,7 @@ class FittedRecommender:
         output: str = "polars",
         progress: bool = False,
         index: Any = None,
+        item_columns: Sequence[str] | None = None,
     ) -> pl.DataFrame | pd.DataFrame:
         """Top ``N`` items for each of ``users`` (original ids): a frame of ``user, item, score, rank``.
 
@@ -114,8 +138,11 @@ class FittedRecommender:
         - ``index``: ``"faiss"`` (an HNSW index over the item embeddings, built once and cached) or a built
           :class:`~recsys.embeddings.ann.FaissIndex` (``metric="ip"``): approximate search, for models whose
           scores are user . item embeddings; seen and filtered items are over-fetched, then masked.
+        - ``item_columns``: item side-feature columns to add to each row (e.g. ``["title"]``; see
+          :meth:`recsys.data.Interactions.item_frame`).
 
-        Fewer than ``N`` rows come back for a user when fewer candidates are left after filtering.
+        Fewer than ``N`` rows come back for a user when fewer candidates are left after filtering. CTR
+        models (scores are logits) add ``probability``, the predicted click probability.
         """
         if not isinstance(N, (int, np.integer)) or isinstance(N, bool) or N < 1:
             raise ConfigError(f"N must be a positive int, got {N!r}", where="recommend(N=...)")
@@ -123,20 +150,20 @@ class FittedRecommender:
         if ann is not None and (items is not None or histories is not None):
             raise ConfigError("index= searches the whole catalogue for users of the training data", where="recommend(index=...)",
                               fix="drop items= / histories= or index= (exact scoring of a candidate list is cheap)")
-        wanted = _as_series(users, "user")
+        wanted = _ids(users, "user")
         if wanted.null_count():
             raise DataError("users contain missing values", where="recommend(users=...)", fix="drop them")
         candidates = None if items is None else self._item_index(items, "items")
         banned = None if filter_items is None else self._item_index(filter_items, "filter_items")
         fresh = self._fresh_history(histories, wanted) if histories is not None else None
-        known_mask = ~wanted.is_in(fresh.users.ids.implode()) if fresh is not None else pl.repeat(True, len(wanted), eager=True)
+        known_mask = ~_member(wanted, fresh.users.ids) if fresh is not None else pl.repeat(True, len(wanted), eager=True)
         known = wanted.filter(known_mask)
-        unseen = known.filter(~known.is_in(self.users.ids.implode()))
+        unseen = known.filter(~_member(known, self.users.ids))
         if len(unseen):
             raise DataError(f"unknown user ids: {unseen.head(_SHOWN).to_list()} ({len(unseen)} of {len(known)})",
                             where="recommend(users=...)",
                             fix="recommend for users of the training data, or give new users' items in histories=...")
-        index = self.users.to_index(known) if len(known) else torch.empty(0, dtype=torch.long)
+        index = self.users.to_index(_aligned(known, self.users.ids)) if len(known) else torch.empty(0, dtype=torch.long)
         parts = []
         if len(known) and ann is not None:
             parts.append(self._top_ann(known, index, N, filter_already_liked_items, banned, batch_size, ann))
@@ -151,7 +178,9 @@ class FittedRecommender:
         if len(parts) > 1:  # keep the caller's user order
             order = pl.DataFrame({"user": wanted.unique(maintain_order=True)}).with_row_index("_order")
             frame = frame.join(order, on="user").sort(["_order", "rank"]).drop("_order")
-        return _output(frame, output)
+        if self.model.scores_are_logits:  # CTR models: the click probability beside the ranking score
+            frame = frame.with_columns(probability=(1.0 / (1.0 + (-pl.col("score").cast(pl.Float64)).exp())).cast(pl.Float32))
+        return _output(self._with_item_columns(frame, "item", item_columns, "recommend"), output)
 
     def _top(self, ids: pl.Series, index: Tensor, history: Interactions, N: int, filter_liked: bool, banned: Tensor | None,
              candidates: Tensor | None, batch_size: int, progress: bool, fresh_scores: bool) -> pl.DataFrame:
@@ -165,7 +194,7 @@ class FittedRecommender:
         fresh = self._score_fresh(history) if fresh_scores else None
         with torch.no_grad():
             starts = range(0, len(index), batch_size)
-            for start in tqdm(starts, desc="recommend", unit="batch", disable=not progress):
+            for start in progress_bar(starts, desc="recommend", unit="batch", disable=not progress):
                 users = index[start : start + batch_size]
                 scores = (fresh[start : start + batch_size] if fresh is not None else model.score_users(users.to(device), history))
                 scores = scores.float().to(device).clone()  # (B, N)
@@ -214,14 +243,19 @@ class FittedRecommender:
                           fix="recommend for users of the training data, or use a model that reads histories "
                           "(sasrec, bert4rec, item2vec, content, ease, als, bpr, ...)")
 
-    def _fresh_history(self, histories: Any, wanted: pl.Series) -> Interactions:
+    def _fresh_history(self, histories: Any, wanted: pl.Series) -> Interactions | None:
         frame = histories_frame(histories)
         if len(frame) == 0:
             raise DataError("histories are empty", where="recommend(histories=...)", fix="give at least one item per user")
-        missing = wanted.filter(~wanted.is_in(frame["user"].implode()) & ~wanted.is_in(self.users.ids.implode()))
+        if frame["user"].dtype != wanted.dtype:  # the caller's ids rule: {"new": ...} for users=[1, "new"]
+            frame = frame.with_columns(_aligned(frame["user"], wanted))
+        frame = frame.filter(_member(frame["user"], wanted))  # histories of users not asked for are not scored
+        missing = wanted.filter(~_member(wanted, frame["user"]) & ~_member(wanted, self.users.ids))
         if len(missing):
             raise DataError(f"unknown users without a history: {missing.head(_SHOWN).to_list()}", where="recommend(users=...)",
                             fix="give their histories in histories=..., or recommend for users of the training data")
+        if len(frame) == 0:  # every asked-for user is known and has no new history
+            return None
         users = Vocabulary(frame["user"].unique(maintain_order=True))
         rows = pl.DataFrame({
             "user": users.to_index(frame["user"]).numpy(),
@@ -233,17 +267,13 @@ class FittedRecommender:
                             name=f"{self.history.name} (given histories)")
 
     def _item_index(self, values: Any, where: str, call: str = "recommend") -> Tensor:
-        series = _as_series(values, "item")
-        if series.dtype != self.items.ids.dtype:
-            try:
-                series = series.cast(self.items.ids.dtype)
-            except Exception:  # noqa: BLE001 - polars raises several types
-                pass
-        unknown = series.filter(~series.is_in(self.items.ids.implode()))
+        series = _ids(values, "item")
+        unknown = series.filter(~_member(series, self.items.ids))
         if len(unknown):
-            raise DataError(f"unknown item ids in {where}: {unknown.head(_SHOWN).to_list()}", where=f"{call}({where}=...)",
+            raise DataError(f"unknown item ids in {where}: {unknown.head(_SHOWN).to_list()} (the training data's item ids "
+                            f"are {self.items.ids.dtype}, e.g. {self.items.ids.head(3).to_list()})", where=f"{call}({where}=...)",
                             fix="pass item ids of the training data")
-        return self.items.to_index(series)
+        return self.items.to_index(_aligned(series, self.items.ids))
 
     # --- items and embeddings ------------------------------------------------------------------------
     def item_embeddings(self) -> KeyedVectors:
@@ -264,11 +294,12 @@ class FittedRecommender:
         return vectors if isinstance(vectors, KeyedVectors) else KeyedVectors(list(vocab.ids.to_list()), vectors.weight.detach().cpu())
 
     def similar_items(self, items: Any, N: int = 10, *, filter_items: Any = None, output: str = "polars",
-                      index: Any = None) -> pl.DataFrame | pd.DataFrame:
+                      index: Any = None, item_columns: Sequence[str] | None = None) -> pl.DataFrame | pd.DataFrame:
         """The ``N`` items most similar to each of ``items`` (cosine of item vectors; EASE: its item-item weights).
 
         ``index``: ``"faiss"`` (cached) or a built :class:`~recsys.embeddings.ann.FaissIndex` (``metric="cosine"``)
-        over the item embeddings: approximate cosine neighbours."""
+        over the item embeddings: approximate cosine neighbours. ``item_columns``: side-feature columns of the
+        similar item to add (e.g. ``["title"]``)."""
         if not isinstance(N, (int, np.integer)) or N < 1:
             raise ConfigError(f"N must be a positive int, got {N!r}", where="similar_items(N=...)")
         ann = None if index is None else self._ann_index(index, "cosine", where="similar_items(index=...)")
@@ -279,7 +310,7 @@ class FittedRecommender:
                 raise ConfigError(f"{type(self.model).__name__} ranks similar items by its own item_similarity", where="similar_items(index=...)",
                                   fix="drop index= for this model")
             banned = None if filter_items is None else self._item_index(filter_items, "filter_items")
-            return _output(self._similar_ann(index, N, banned, ann), output)
+            return _output(self._with_item_columns(self._similar_ann(index, N, banned, ann), "similar", item_columns), output)
         with torch.no_grad():
             if callable(similarity):
                 scores = similarity(index.to(self.model.device)).float().cpu().clone()  # (B, N)
@@ -299,7 +330,22 @@ class FittedRecommender:
             "score": top.values.flatten()[keep].numpy(),
             "rank": torch.arange(1, k + 1).repeat(len(index))[keep].numpy().astype(np.int64),
         })
-        return _output(frame, output)
+        return _output(self._with_item_columns(frame, "similar", item_columns), output)
+
+    def _with_item_columns(self, frame: pl.DataFrame, key: str, columns: Sequence[str] | None,
+                           call: str = "similar_items") -> pl.DataFrame:
+        """``frame`` with the item side-feature ``columns`` of its ``key`` column joined on (original ids)."""
+        if not columns:
+            return frame
+        columns = [columns] if isinstance(columns, str) else list(columns)
+        info = self.history.item_frame()
+        missing = [c for c in columns if c not in info.columns or c == "item"]
+        if missing:
+            have = [c for c in info.columns if c != "item"]
+            raise ConfigError(f"no item column(s) {missing}", where=f"{call}(item_columns=...); the items have {have or 'no side features'}",
+                              fix=f"use some of {have}" if have else "load the dataset with its item features")
+        info = info.select(pl.col("item").alias(key), *columns)
+        return frame.join(info, on=key, how="left", maintain_order="left")
 
     # --- approximate search (recsys.embeddings.ann) --------------------------------------------------
     def _ann_index(self, index: Any, metric: str, where: str) -> Any:

@@ -22,6 +22,7 @@ pipeline fills what the data decides (``num_users``, ``num_items``, the fitted `
 from __future__ import annotations
 
 import contextlib
+import copy
 import functools
 import inspect
 import logging
@@ -36,6 +37,7 @@ import torch
 
 from recsys.data.interactions import Interactions
 from recsys.data.splits import Split, leave_one_out
+from recsys.evaluation.cold_start import ColdStartSplit
 from recsys.errors import ConfigError
 from recsys.evaluation.ranking import RankingEvaluator
 from recsys.evaluation.table import format_table
@@ -74,6 +76,7 @@ class RunResult:
     epochs: list[dict[str, float]] = field(default_factory=list)
     fit_interactions: int = 0  # interactions the model was fitted on (train, or train + valid)
     test_per_user: dict[str, torch.Tensor] | None = None  # "user" (indices) and each user's test value per metric
+    features: Any = None  # the fitted feature pipeline of a CTR run (a copy of the one passed in)
 
     @property
     def recommender(self) -> FittedRecommender:
@@ -167,7 +170,7 @@ def run_pipeline(
     data: Interactions,
     model: Callable[..., Recommender],
     *,
-    split: Split | Callable[[Interactions], Split] = leave_one_out,
+    split: Split | ColdStartSplit | Callable[[Interactions], Split | ColdStartSplit] = leave_one_out,
     batches: Callable[..., Iterable[dict[str, torch.Tensor]]] | None = None,
     optimizer: Callable[..., torch.optim.Optimizer] | None = None,
     engine: Any = None,
@@ -185,8 +188,12 @@ def run_pipeline(
 
     - ``model``: a factory (class or partial) called with the ``num_users``/``num_items``/``features``
       it leaves open; ``batches`` likewise, with ``data=`` the training split.
-    - ``features``: an unfitted feature pipeline (CTR models): fitted once on the training split and
-      handed to the model, the batches and the evaluator (one object).
+    - ``split``: a split or a function of the data returning one; a :class:`ColdStartSplit`
+      (:func:`recsys.cold_start_split`) has no validation part, so the model fits for its epoch budget and
+      the test items (never seen in training) are ranked among all items.
+    - ``features``: a feature pipeline (CTR models): a copy is fitted once on the training split and
+      handed to the model, the batches and the evaluator (one object, ``result.model.features``); the
+      caller's pipeline is left untouched.
     - ``engine``: a non-gradient fitting engine (``recsys.training.engine.FitEngine``), run after
       ``model.prepare(train, generator)``; the ``trainer`` then runs when ``batches`` and ``optimizer`` are set.
     - ``evaluator``: full-ranking :class:`RankingEvaluator` by default; ``trainer.monitor`` must be one of its keys.
@@ -208,8 +215,8 @@ def run_pipeline(
                  split.valid.num_interactions, split.test.num_interactions)
         history = split.train.concat(split.valid)  # what is known at test time
         fit_data = split.train if fit_on == "train" else history
-        if features is not None:
-            features = features.fit(fit_data)
+        if features is not None:  # a copy: the caller's pipeline stays as it was (unfitted, or fitted on other data)
+            features = copy.deepcopy(features).fit(fit_data)
         available = {"num_users": data.num_users, "num_items": data.num_items, "features": features}
         available = {k: v for k, v in available.items() if v is not None}
         if not hasattr(evaluator, "evaluate_model"):  # a factory that wants the fitted features
@@ -226,13 +233,17 @@ def run_pipeline(
         device = resolve_device(trainer.device, where="trainer.device")
         net.to(device)
         generator = torch.Generator().manual_seed(seed)
-        validate = (lambda m: evaluator.evaluate_model(m, split.train, split.valid)) if fit_on == "train" else None
+        selects = fit_on == "train" and split.valid.num_interactions > 0
+        if fit_on == "train" and not selects:
+            log.info("no validation interactions (a cold-start split?): fitting for the epoch budget, no epoch selection")
+        validate = (lambda m: evaluator.evaluate_model(m, split.train, split.valid)) if selects else None
         fit_started = time.perf_counter()
         net.prepare(fit_data, generator)
         if engine is not None:
             engine.fit(net, fit_data, device=device, generator=generator, progress=trainer.progress)
         prepare_seconds = time.perf_counter() - fit_started
-        batch_iter = _build(batches, {"data": fit_data, **available})[0] if batches is not None else None
+        # what the model decides about its batches (SASRec: max_len, negatives) where the caller left it open
+        batch_iter = _build(batches, {**net.batch_arguments(), "data": fit_data, **available})[0] if batches is not None else None
         result = trainer.fit(net, batch_iter, optimizer, validate=validate, run_dir=run_dir, resume_from=resume_from)
         test_per_user: dict[str, torch.Tensor] | None = None
         if "per_user" in inspect.signature(evaluator.evaluate_model).parameters:
@@ -249,7 +260,7 @@ def run_pipeline(
                     best_epoch=result.best_epoch, train_seconds=prepare_seconds + result.train_seconds,
                     total_seconds=time.perf_counter() - started, valid=result.best_metrics, test=test,
                     history=history, popularity_test=popularity, run_dir=run_dir, epochs=result.history,
-                    fit_interactions=fit_data.num_interactions, test_per_user=test_per_user)
+                    fit_interactions=fit_data.num_interactions, test_per_user=test_per_user, features=features)
     if run_dir is not None and is_main_process():
         save_run(run_dir, net, kwargs, history=history, features=features, metrics=out.summary())
         atomic_write_text(run_dir / "results.md", out.table() + "\n")

@@ -4,17 +4,38 @@ atomic writer. Imports nothing of recsys but its errors, so data, models, text a
 from __future__ import annotations
 
 import contextlib
+import functools
+import importlib.util
 import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import torch
 
 from recsys.errors import ConfigError
 
-__all__ = ["atomic_write", "atomic_write_text", "available_devices", "resolve_device"]
+__all__ = ["atomic_write", "atomic_write_text", "available_devices", "progress_bar", "resolve_device"]
+
+
+def progress_bar(*args: Any, **kwargs: Any) -> Any:
+    """A tqdm bar: a widget in Jupyter when ipywidgets is installed, the text bar otherwise (``tqdm.auto``
+    warns in a kernel without ipywidgets; this does not).
+
+    >>> sum(progress_bar(range(3), disable=True))
+    3
+    """
+    return _bar_class()(*args, **kwargs)
+
+
+@functools.cache
+def _bar_class() -> type:
+    if importlib.util.find_spec("ipywidgets") is None:
+        from tqdm.std import tqdm
+    else:
+        from tqdm.auto import tqdm
+    return tqdm
 
 
 def _mps_available() -> bool:

@@ -120,6 +120,46 @@ def test_new_users_from_histories_with_models_that_read_them(tmp_path: Path) -> 
         assert sum(i % 2 == 0 for i in recs["item"]) >= 4, type(result.model).__name__
 
 
+def test_new_user_ids_of_another_type_than_the_training_ids() -> None:
+    """Integer user ids in training; a new user named by a string, alone or beside known ids, or ids of a narrower dtype."""
+    rng = np.random.default_rng(0)
+    data = recsys.from_frame(pl.DataFrame({"user": np.repeat(np.arange(20), 5), "item": rng.integers(0, 30, 100) * 10,
+                                           "timestamp": np.arange(100)}))
+    rec = recsys.run_pipeline(data, recsys.Popularity, trainer=recsys.Trainer(progress=False, tensorboard=False)).recommender
+    top = rec.recommend([1], N=3)["item"].to_list()
+    alone = rec.recommend(["new-user"], N=3, histories={"new-user": [top[0]]})
+    assert alone["user"].to_list() == ["new-user"] * 3 and top[0] not in alone["item"].to_list()
+    mixed = rec.recommend([1, "new"], N=3, histories={"new": [top[0]]})
+    assert mixed["user"].to_list() == ["1"] * 3 + ["new"] * 3  # the caller's ids come back, in the caller's order
+    assert mixed["item"].head(3).to_list() == top
+    narrow = rec.recommend(pl.Series([1, 2], dtype=pl.Int32), N=1,
+                           histories=pl.DataFrame({"user": pl.Series([2], dtype=pl.Int16), "item": [top[0]]}))
+    assert narrow["user"].dtype == pl.Int32 and narrow["user"].to_list() == [1, 2] and narrow["item"][1] != top[0]
+    assert rec.recommend([1], N=3, histories={"someone-else": [top[0]]})["item"].to_list() == top  # not asked for
+    with pytest.raises(DataError, match=r"unknown item ids in histories: \['zz'\].*Int64"):
+        rec.recommend(["new"], histories={"new": ["zz"]})
+    with pytest.raises(DataError, match=r"unknown user ids: \['x'\]"):
+        rec.recommend(["x"])
+
+
+def test_item_columns_join_side_features_by_original_id(tmp_path: Path) -> None:
+    base = planted()
+    titles = pl.DataFrame({"item": list(range(base.num_items)), "title": [f"t{i}" for i in base.items.ids]})
+    data = recsys.Interactions(base.frame, base.users, base.items, item_features=titles.head(base.num_items - 1))
+    assert data.item_frame()["item"].to_list() == base.items.ids.to_list()
+    assert data.item_frame()["title"].to_list()[:2] == ["t100", "t101"] and data.item_frame()["title"][-1] is None
+    recsys.run_pipeline(data, functools.partial(recsys.EASE, reg=10.0), run_dir=tmp_path / "run",
+                        trainer=recsys.Trainer(progress=False, tensorboard=False, monitor="ndcg@5"), evaluator=recsys.RankingEvaluator(ks=(5,)))
+    run = recsys.load_run(tmp_path / "run")
+    recs = run.recommend(["u0", "u1"], N=4, item_columns=["title"])
+    assert recs.columns == ["user", "item", "score", "rank", "title"]
+    assert all(t is None or t == f"t{i}" for i, t in zip(recs["item"], recs["title"]))
+    similar = run.similar_items([100], N=3, item_columns="title", output="pandas")
+    assert list(similar["title"]) == [f"t{i}" if i != base.items.ids[-1] else None for i in similar["similar"]]
+    with pytest.raises(ConfigError, match=r"no item column\(s\) \['year'\]"):
+        run.recommend(["u0"], item_columns=["year"])
+
+
 def test_models_without_a_fold_in_say_so(tmp_path: Path) -> None:
     data = planted()
     result = recsys.run_pipeline(data, functools.partial(recsys.NeuMF, gmf_dim=4, mlp_dim=4, layers=(8, 4)),

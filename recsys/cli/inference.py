@@ -64,7 +64,7 @@ def recommend(args: argparse.Namespace) -> None:
     users = _ids(args.users, args.users_file, run.users.ids.dtype)
     users = run.users.ids if users is None else users
     frame = run.recommend(users, N=args.k, filter_already_liked_items=not args.keep_seen, batch_size=args.batch_size,
-                          progress=sys.stderr.isatty())
+                          progress=sys.stderr.isatty(), item_columns=_columns(args.item_columns))
     _write_frame(frame, args.out)
 
 
@@ -72,7 +72,11 @@ def similar(args: argparse.Namespace) -> None:
     run = load_run(args.run_dir, device=args.device)
     items = _ids(args.items, args.items_file, run.items.ids.dtype)
     items = run.items.ids if items is None else items
-    _write_frame(run.similar_items(items, N=args.k), args.out)
+    _write_frame(run.similar_items(items, N=args.k, item_columns=_columns(args.item_columns)), args.out)
+
+
+def _columns(value: str | None) -> list[str] | None:
+    return [c.strip() for c in value.split(",") if c.strip()] if value else None
 
 
 def export(args: argparse.Namespace) -> None:
@@ -103,6 +107,7 @@ def parser() -> argparse.ArgumentParser:
     rec.add_argument("--batch-size", type=int, default=1024, help="users scored at once (bounds memory)")
     rec.add_argument("--device", default="auto")
     rec.add_argument("--out", help="write all rows to FILE.parquet or FILE.csv (default: print the first rows)")
+    rec.add_argument("--item-columns", help="comma-separated item side-feature columns to add, e.g. title")
     rec.set_defaults(run=recommend)
     sim = commands.add_parser("similar", help="most similar items (all items by default)")
     sim.add_argument("run_dir")
@@ -111,6 +116,7 @@ def parser() -> argparse.ArgumentParser:
     sim.add_argument("--k", type=int, default=10)
     sim.add_argument("--device", default="auto")
     sim.add_argument("--out")
+    sim.add_argument("--item-columns", help="comma-separated side-feature columns of the similar item, e.g. title")
     sim.set_defaults(run=similar)
     exp = commands.add_parser("export", help="write item (or user) embeddings keyed by original id")
     exp.add_argument("run_dir")

@@ -3,9 +3,10 @@
 from recsys.data.batches import PairwiseBatches
 from recsys.data.ctr_batches import CTRBatches, FeatureBatches
 from recsys.data.features import CategoricalFeature, FeaturePipeline, MultiCategoricalFeature, NumericFeature
-from recsys.data.fields import EncodedFeatures, FieldSpec
+from recsys.data.fields import EncodedFeatures, FieldSpec, ctr_frame
 from recsys.data.filters import binarize, deduplicate, k_core
 from recsys.data.frame import from_frame
+from recsys.data.ids import ITEM_SHIFT, PADDING_INDEX, mask_index
 from recsys.data.interactions import Interactions
 from recsys.data.libsvm import read_libsvm
 from recsys.data.load import load_dataset
@@ -17,6 +18,10 @@ from recsys.data.splits import Split, leave_one_out, random_split, temporal_spli
 from recsys.data.vocabulary import Vocabulary
 
 __all__ = [
+    "ITEM_SHIFT",
+    "PADDING_INDEX",
+    "ctr_frame",
+    "mask_index",
     "ClozeBatches",
     "NextItemBatches",
     "CTRBatches",

@@ -188,6 +188,32 @@ class Interactions:
         out[users[keep], max_len - from_end[keep]] = items[keep] + ITEM_SHIFT
         return out
 
+    def item_frame(self) -> pl.DataFrame:
+        """The item side features keyed by **original** item id (``item_features`` is keyed by item index).
+
+        Every item of the vocabulary has a row (nulls where it has no features): join it onto
+        recommendations, e.g. for titles. Without side features it is the single ``item`` column.
+
+        >>> frame = pl.DataFrame({"user": [0, 0], "item": [0, 1]})
+        >>> features = pl.DataFrame({"item": [1], "title": ["B"]})
+        >>> data = Interactions(frame, Vocabulary(pl.Series([7])), Vocabulary(pl.Series([30, 40])), item_features=features)
+        >>> data.item_frame().rows()
+        [(30, None), (40, 'B')]
+        """
+        return self._side_frame("item", self.items, self.item_features)
+
+    def user_frame(self) -> pl.DataFrame:
+        """The user side features keyed by original user id (as :meth:`item_frame`)."""
+        return self._side_frame("user", self.users, self.user_features)
+
+    @staticmethod
+    def _side_frame(key: str, vocab: Vocabulary, features: pl.DataFrame | None) -> pl.DataFrame:
+        ids = pl.DataFrame({"_index": pl.int_range(len(vocab), dtype=pl.Int64, eager=True), key: vocab.ids})
+        if features is None:
+            return ids.drop("_index")
+        rows = features.rename({key: "_index"}).with_columns(pl.col("_index").cast(pl.Int64))
+        return ids.join(rows, on="_index", how="left", maintain_order="left").drop("_index")
+
     def item_genres(self) -> tuple[torch.Tensor, list[str]]:
         """Multi-hot genres ``(num_items, G)`` float32 and the G genre names (sorted)."""
         features = self.item_features

@@ -1,5 +1,6 @@
 """Evaluation: tie-aware ranking metrics, the ranking evaluator, and pointwise (rating / CTR) metrics."""
 
+from recsys.evaluation.cold_start import ColdStartSplit, cold_start_split, evaluate_cold_start
 from recsys.evaluation.ctr import CTREvaluator
 from recsys.evaluation.metrics import (
     METRICS,
@@ -18,11 +19,14 @@ from recsys.evaluation.rating import RatingEvaluator
 
 __all__ = [
     "CTREvaluator",
+    "ColdStartSplit",
     "METRICS",
     "RankingEvaluator",
     "RatingEvaluator",
     "TieRanks",
     "average_precision_at_k",
+    "cold_start_split",
+    "evaluate_cold_start",
     "hit_rate_at_k",
     "log_loss",
     "mae",

@@ -29,11 +29,21 @@ __all__ = ["ColdStartSplit", "cold_start_split", "evaluate_cold_start"]
 
 @dataclass(frozen=True)
 class ColdStartSplit:
-    """Training interactions without the cold items, test interactions with them, and their indices."""
+    """Training interactions without the cold items, test interactions with them, and their indices.
+
+    It is a split :func:`recsys.run_pipeline` takes (``split=cold``): ``valid`` is empty, so the model fits
+    for its epoch budget without epoch selection, and the test metrics rank each test (cold) item among
+    **all** items with the user's training items masked (``evaluate_cold_start(candidates="all")``).
+    """
 
     train: Interactions
     test: Interactions
     cold_items: Tensor  # (C,) item indices
+
+    @property
+    def valid(self) -> Interactions:
+        """No validation interactions (a cold-start split has none)."""
+        return self.train.with_frame(self.train.frame.clear(), assume_sorted=True)
 
 
 def cold_start_split(data: Interactions, fraction: float = 0.1, seed: int = 0) -> ColdStartSplit:
@@ -58,9 +68,12 @@ def cold_start_split(data: Interactions, fraction: float = 0.1, seed: int = 0) -
 
 
 def evaluate_cold_start(
-    model: Recommender, split: ColdStartSplit, evaluator: RankingEvaluator | None = None, candidates: str = "all"
+    model: Recommender, split: ColdStartSplit, evaluator: RankingEvaluator | None = None, candidates: str = "all",
+    per_user: dict[str, Tensor] | None = None,
 ) -> dict[str, float]:
-    """HR/NDCG etc. over the test (cold) interactions; ``history`` given to the model is ``split.train``."""
+    """HR/NDCG etc. over the test (cold) interactions; ``history`` given to the model is ``split.train``.
+
+    ``per_user``: filled with each user's metric values, as :meth:`RankingEvaluator.evaluate` does."""
     if candidates not in ("all", "cold"):
         raise ConfigError(f"candidates must be 'all' or 'cold', got {candidates!r}", where="evaluate_cold_start")
     evaluator = evaluator or RankingEvaluator(ks=(10,), metrics=("hr", "ndcg"))
@@ -76,5 +89,6 @@ def evaluate_cold_start(
     model.eval()
     with torch.no_grad():
         return evaluator.evaluate(
-            score, exclude=split.train.user_item_matrix(), targets=split.test.user_item_matrix(), device=model.device
+            score, exclude=split.train.user_item_matrix(), targets=split.test.user_item_matrix(), device=model.device,
+            **({"per_user": per_user} if per_user is not None else {}),
         )

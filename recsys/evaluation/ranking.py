@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from recsys.data.sampling import NegativeSampler, csr_keys
 
@@ -17,6 +16,7 @@ if TYPE_CHECKING:
     from recsys.models.base import Recommender
 from recsys.errors import ConfigError, DataError
 from recsys.evaluation.metrics import METRICS, TieRanks, check_metric_names, tie_ranks
+from recsys.runtime import progress_bar
 
 __all__ = ["RankingEvaluator"]
 
@@ -178,7 +178,7 @@ class RankingEvaluator:
         blocks: list[Tensor] = []  # (B, M) per-user values, kept only when per_user is asked for
 
         starts = range(0, num_users, self.batch_size)
-        for start in tqdm(starts, desc="evaluate", unit="batch", disable=not progress):
+        for start in progress_bar(starts, desc="evaluate", unit="batch", disable=not progress):
             users = users_all[start : start + self.batch_size]  # (B,)
             scores = self._scores(score_fn, users, x_crow, x_col, num_items)  # (B, N), excluded at -inf
             row, offset, cols, lens = _gather_rows(t_crow, t_col, users)

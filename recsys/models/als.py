@@ -22,11 +22,11 @@ from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from recsys.embeddings.keyed_vectors import KeyedVectors
 from recsys.errors import ConfigError, DataError
 from recsys.models.base import Recommender, check_indices
+from recsys.runtime import progress_bar
 
 if TYPE_CHECKING:
     from recsys.data.interactions import Interactions
@@ -143,7 +143,7 @@ class ALS(Recommender):
         generator = torch.Generator().manual_seed(0) if generator is None else generator
         x = (torch.rand(self.num_users, self.factors, generator=generator) * self.init_scale).to(device)
         y = (torch.rand(self.num_items, self.factors, generator=generator) * self.init_scale).to(device)
-        for _ in tqdm(range(self.iterations), desc="ALS", unit="it", disable=None):  # shown on a terminal only
+        for _ in progress_bar(range(self.iterations), desc="ALS", unit="it", disable=None):  # shown on a terminal only
             x = self.solve(ui, x, y)
             y = self.solve(iu, y, x)
         self.user_factors.copy_(x)

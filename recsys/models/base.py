@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
@@ -84,6 +84,14 @@ class Recommender(nn.Module):
     #: The batches a fold-in feeds to ``loss``: ``"pairwise"`` (users, items, negatives) or ``"ratings"``
     #: (users, items, ratings); None where the model has no ``user_tables``.
     fold_in_batches: str | None = None
+    #: True when scores are logits of a click probability (CTR models): recommendations add ``probability``.
+    scores_are_logits: bool = False
+
+    def batch_arguments(self) -> dict[str, Any]:
+        """What the model decides about its training batches (``max_len``, ``num_negatives``, ...):
+        :func:`recsys.run_pipeline` passes each to the batches factory where the caller left it open,
+        so a value is set once, on the model. Default: nothing."""
+        return {}
 
     def score_histories(self, history: Interactions) -> Tensor:
         """Scores ``(U, N)`` of every user of ``history`` from their interactions alone (users may be new).

@@ -7,6 +7,7 @@ prediction for it ranks all items. Trained with full softmax cross-entropy over 
 from __future__ import annotations
 
 from functools import partial
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -71,6 +72,10 @@ class BERT4Rec(SequentialRecommender):
         """Scores ``(..., N)`` of every item from hidden states ``(..., D)``."""
         items = self.item_embedding.weight[ITEM_SHIFT : self.num_items + ITEM_SHIFT]  # (N, D)
         return self.head(h) @ items.T + self.output_bias
+
+    def batch_arguments(self) -> dict[str, Any]:
+        """Cloze batches of the model's ``max_len``."""
+        return {"max_len": self.max_len}
 
     def loss(self, batch: dict[str, Tensor]) -> Tensor:
         labels = batch["labels"]  # (B, T)

@@ -103,6 +103,7 @@ class CTRModel(Recommender):
     """
 
     vectors_read_history = True  # item/user_embeddings sum side-feature rows of a history (FittedRecommender passes its own)
+    scores_are_logits = True  # recommend adds probability = sigmoid(score)
 
     def __init__(self, features: FeaturePipeline | None = None, embedding_dim: int = 16, sparse: bool = True,
                  init_std: float = 1e-2) -> None:

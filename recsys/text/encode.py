@@ -10,11 +10,10 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from recsys.embeddings.keyed_vectors import KeyedVectors
 from recsys.errors import DataError
-from recsys.runtime import resolve_device
+from recsys.runtime import progress_bar, resolve_device
 from recsys.text.encoder import BertEncoder
 from recsys.text.tokenizer import TextTokenizer
 
@@ -46,7 +45,7 @@ def encode_texts(
     encoder = encoder.to(device).eval()
     order = np.argsort([-len(t) for t in texts], kind="stable")
     out = torch.empty(len(texts), encoder.dim)
-    for start in tqdm(range(0, len(texts), batch_size), desc="encode", unit="batch", disable=not progress):
+    for start in progress_bar(range(0, len(texts), batch_size), desc="encode", unit="batch", disable=not progress):
         rows = order[start : start + batch_size]
         batch = tokenizer([texts[i] for i in rows])
         vectors = encoder.embed(batch["input_ids"].to(device), batch["attention_mask"].to(device), normalize=normalize)  # (B, D)

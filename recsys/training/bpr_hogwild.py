@@ -23,9 +23,9 @@ from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from recsys.errors import ConfigError, DataError
+from recsys.runtime import progress_bar
 from recsys.training.hogwild import can_fork, run_workers, seed_from, shared_zeros
 
 if TYPE_CHECKING:
@@ -162,7 +162,7 @@ class BPRHogwild:
         device, n = users.device, len(users)
         share = -(-n // workers)
         skipped = 0
-        iterations = tqdm(range(self.iterations), desc="BPR", unit="it", disable=None if progress else True) if rank == 0 else range(self.iterations)
+        iterations = progress_bar(range(self.iterations), desc="BPR", unit="it", disable=None if progress else True) if rank == 0 else range(self.iterations)
         for iteration in iterations:
             generator = torch.Generator(device=device).manual_seed(hash((seed, iteration, rank)) & _SEED_MASK)
             liked = torch.randint(n, (share,), generator=generator, device=device)

@@ -27,7 +27,6 @@ import numpy as np
 import polars as pl
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from recsys.data.skipgram import (
     AliasSampler,
@@ -39,6 +38,7 @@ from recsys.data.skipgram import (
     window_contexts,
 )
 from recsys.errors import ConfigError, DataError
+from recsys.runtime import progress_bar
 from recsys.training.hogwild import can_fork, run_workers, seed_from, shared_zeros
 
 if TYPE_CHECKING:
@@ -178,7 +178,7 @@ class SGNS:
         """
         device, sg = tokens.device, bool(self.sg)
         effective = 0
-        epochs = tqdm(range(self.epochs), desc="SGNS", unit="epoch", disable=None if progress else True) if rank == 0 else range(self.epochs)
+        epochs = progress_bar(range(self.epochs), desc="SGNS", unit="epoch", disable=None if progress else True) if rank == 0 else range(self.epochs)
         for epoch in epochs:
             shared = torch.Generator(device=device).manual_seed(hash((seed, epoch)) & _SEED_MASK)
             kept = torch.rand(len(tokens), generator=shared, device=device) < keep[tokens]

@@ -13,11 +13,10 @@ from pathlib import Path
 
 import torch
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from recsys.errors import ConfigError, DataError, RecsysError
 from recsys.models.base import Recommender
-from recsys.runtime import atomic_write
+from recsys.runtime import atomic_write, progress_bar
 from recsys.training import distributed as ddp
 from recsys.training.checkpoint import (
     RunState,
@@ -348,7 +347,7 @@ class Trainer:
             total: int | None = len(batches)  # type: ignore[arg-type]
         except TypeError:
             total = None
-        bar = tqdm(
+        bar = progress_bar(
             batches,
             total=total,
             desc=f"epoch {index + 1}/{self.epochs}",

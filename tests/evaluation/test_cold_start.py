@@ -67,3 +67,33 @@ def test_bad_candidates():
     model.set_item_vectors(torch.ones(data.num_items, 2))
     with pytest.raises(ConfigError):
         evaluate_cold_start(model, cold_start_split(data), candidates="warm")
+
+
+class _FixedVectors:
+    """A fitting engine that hands the content model fixed item vectors (every item has one, cold or not)."""
+
+    def __init__(self, vectors: torch.Tensor) -> None:
+        self.vectors = vectors
+
+    def fit(self, model, train, *, device, generator, progress=True) -> None:
+        model.set_item_vectors(self.vectors)
+
+
+def test_run_pipeline_takes_a_cold_start_split(tmp_path):
+    import recsys
+
+    data = _data(users=40, items=30)
+    split = recsys.cold_start_split(data, fraction=0.2, seed=0)
+    assert split.valid.num_interactions == 0 and split.valid.num_items == data.num_items
+    vectors = torch.randn(data.num_items, 4, generator=torch.Generator().manual_seed(0))
+    evaluator = recsys.RankingEvaluator(ks=(5,), metrics=("hr", "ndcg"))
+    result = recsys.run_pipeline(data, recsys.ContentRecommender, split=split, engine=_FixedVectors(vectors),
+                                 trainer=recsys.Trainer(progress=False, tensorboard=False, monitor="ndcg@5"),
+                                 evaluator=evaluator, run_dir=tmp_path / "run")
+    per_user = {}
+    expected = recsys.evaluate_cold_start(result.model, split, evaluator, per_user=per_user)
+    assert result.test == expected  # every cold test item ranked among all items, training items masked
+    assert not any("@" in key for key in result.valid)  # no validation metrics: nothing to select on
+    assert result.history.num_interactions == split.train.num_interactions  # nothing of the test leaks into history
+    assert torch.allclose(per_user["ndcg@5"].mean(), torch.tensor(expected["ndcg@5"], dtype=per_user["ndcg@5"].dtype))
+    assert (tmp_path / "run" / "per_user_test.parquet").exists()

@@ -136,6 +136,8 @@ def test_full_ranking_evaluation_runs(name: str, data: Interactions) -> None:
     assert metrics["num_users"] > 0 and all(torch.isfinite(torch.tensor(v)) for v in metrics.values())
     top = FittedRecommender(model, train).recommend(train.users.ids.head(3), N=4)  # recommend ranks with score_users
     assert top.height == 12 and top["score"].is_finite().all()
+    expected = torch.sigmoid(torch.from_numpy(top["score"].to_numpy().astype("float64"))).float()
+    torch.testing.assert_close(torch.from_numpy(top["probability"].to_numpy()), expected)  # the click probability
 
 
 def test_a_context_feature_cannot_be_ranked_and_is_named(data: Interactions) -> None:

@@ -198,3 +198,35 @@ def test_cuda_matches_cpu() -> None:
     seq = torch.tensor([[0, 0, 3, 5, 7, 9], [1, 2, 3, 4, 5, 6]])
     expected = model.score_sequences(seq)
     torch.testing.assert_close(model.cuda().score_sequences(seq.cuda()).cpu(), expected, rtol=1e-4, atol=1e-4)
+
+
+def test_run_pipeline_hands_the_model_its_batch_arguments() -> None:
+    """max_len and the negatives are set once, on the model: open batch arguments follow it, bound ones stay."""
+    import functools
+
+    import polars as pl
+
+    import recsys
+
+    rows = [(u, (u * 7 + t) % 25, t) for u in range(30) for t in range(12)]
+    data = recsys.from_frame(pl.DataFrame(rows, schema=["user", "item", "timestamp"], orient="row"))
+    seen: dict = {}
+
+    @functools.wraps(recsys.NextItemBatches)
+    def recording(*args, **kwargs):
+        seen.clear()
+        seen.update(kwargs)
+        return recsys.NextItemBatches(*args, **kwargs)
+
+    trainer = recsys.Trainer(epochs=1, progress=False, tensorboard=False, monitor="ndcg@5")
+    evaluator = recsys.RankingEvaluator(ks=(5,))
+    for loss, negatives in (("ce", 0), ("bce", 1)):
+        recsys.run_pipeline(data, functools.partial(recsys.SASRec, max_len=7, embedding_dim=8, loss=loss),
+                            batches=functools.partial(recording, batch_size=16), trainer=trainer, evaluator=evaluator,
+                            optimizer=functools.partial(torch.optim.Adam, lr=0.01))
+        assert seen["max_len"] == 7 and seen["num_negatives"] == negatives, loss
+    recsys.run_pipeline(data, functools.partial(recsys.SASRec, max_len=7, embedding_dim=8),
+                        batches=functools.partial(recording, batch_size=16, max_len=5, num_negatives=2),
+                        trainer=trainer, evaluator=evaluator, optimizer=functools.partial(torch.optim.Adam, lr=0.01))
+    assert seen["max_len"] == 5 and seen["num_negatives"] == 2  # what the caller bound is kept
+    assert recsys.SASRec(num_items=3).dropout.p == 0.5  # the default of conf/model/sasrec*.yaml
