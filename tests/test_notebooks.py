@@ -79,3 +79,5 @@ def test_notebook_runs(path: Path, venv_kernel: str) -> None:
     code = [c for c in notebook.cells if c.cell_type == "code"]
     assert all(c.execution_count is not None for c in code), f"{path.name}: some cells did not run"
     assert sorted(p.name for p in NOTEBOOKS_DIR.iterdir()) == before, f"{path.name} wrote files into notebooks/"
+    stderr = "".join(o.get("text", "") for c in code for o in c.outputs if o.get("name") == "stderr")
+    assert "TqdmWarning" not in stderr and "IProgress not found" not in stderr, f"{path.name}: {stderr[:500]}"
