@@ -7,7 +7,9 @@ The store (written by the grid runner)::
     STORE/cells/<cell_id>/     the cell's run directory: metrics.csv, metrics.json, per_user_test.parquet
 
 Metrics are named as the evaluator names them (``hr@10``); a bare name means the test split (``test/hr@10``),
-``valid/hr@10`` names the validation column.
+``valid/hr@10`` names the validation column. Without named metrics a report shows the :data:`DEFAULT_METRICS` the
+store holds (ranking ``hr@10`` / ``ndcg@10``, CTR ``auc`` / ``logloss``, rating ``rmse`` / ``mae``). Paired tests
+need per-user values: metrics computed over all test rows (CTR's AUC and log loss) have none, and their Δ says n/a.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ REQUIRED_COLUMNS = ("cell_id", "dataset", "model", "peer", "seed", "status", "er
 STATUSES = ("ok", "failed", "skipped")  # skipped: a peer library that is not installed
 PER_USER_FILE = "per_user_test.parquet"
 _FIX_STORE = "pass the STORE directory written by the grid runner (recsys/benchmarks/grid.py)"
+#: what a report shows when no metrics are named: those of them the store has a column for
+DEFAULT_METRICS = ("hr@10", "ndcg@10", "auc", "logloss", "rmse", "mae")
 
 
 def load_store(path: str | Path) -> pl.DataFrame:
@@ -64,6 +68,15 @@ def load_store(path: str | Path) -> pl.DataFrame:
 def metric_column(metric: str) -> str:
     """The results column of ``metric``: ``hr@10`` -> ``test/hr@10``; prefixed names stay as they are."""
     return metric if "/" in metric else f"test/{metric}"
+
+
+def default_metrics(frame: pl.DataFrame) -> list[str]:
+    """The :data:`DEFAULT_METRICS` ``frame`` has test columns for; ``hr@10`` and ``ndcg@10`` when it has none.
+
+    >>> default_metrics(pl.DataFrame({"test/auc": [0.7], "test/logloss": [0.5], "valid/auc": [0.7]}))
+    ['auc', 'logloss']
+    """
+    return [m for m in DEFAULT_METRICS if metric_column(m) in frame.columns] or list(DEFAULT_METRICS[:2])
 
 
 def _check_metrics(frame: pl.DataFrame, metrics: Sequence[str]) -> None:
@@ -119,6 +132,16 @@ def _per_user(store: Path, cells: pl.DataFrame, key: str) -> pl.DataFrame:
     return pl.concat(parts).group_by("model", "user").agg(pl.col("value").mean())
 
 
+def has_per_user(store_path: str | Path, frame: pl.DataFrame, dataset: str, metric: str) -> bool:
+    """True when a finished cell of ``dataset`` that measured ``metric`` wrote per-user test values (ranking runs do;
+    CTR's AUC and log loss are computed over all test rows and have none)."""
+    column = metric_column(metric)
+    if column not in frame.columns:
+        return False
+    cells = frame.filter((pl.col("dataset") == dataset) & (pl.col("status") == "ok") & pl.col(column).is_not_null())
+    return any((Path(store_path) / run_dir / PER_USER_FILE).is_file() for run_dir in cells["run_dir"].to_list())
+
+
 def _paired_tests(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
     """t statistic, t-test p, Wilcoxon p of ``a`` against ``b``; identical arrays give (0, 1, 1), fewer than 2 users NaN."""
     if len(a) < 2:
@@ -149,8 +172,10 @@ def significance(store_path: str | Path, dataset: str, metric: str, baseline: st
                           fix=f"pass {key.split('/')[-1]}")
     frame = load_store(store)
     cells = frame.filter((pl.col("dataset") == dataset) & (pl.col("status") == "ok"))
+    if metric_column(key) in cells.columns:  # a store may hold grids of other tasks on the same dataset
+        cells = cells.filter(pl.col(metric_column(key)).is_not_null())
     if cells.height == 0:
-        raise DataError(f"no finished cell on dataset {dataset!r}", where=str(store / "results.parquet"),
+        raise DataError(f"no finished cell on dataset {dataset!r} measured {key}", where=str(store / "results.parquet"),
                         fix=f"choose among {sorted(frame['dataset'].unique().to_list())}")
     models = sorted(cells["model"].unique().to_list())
     if baseline not in models:
@@ -241,9 +266,9 @@ def best_mask(values: pl.Series, metric: str) -> np.ndarray:
     return array == best
 
 
-def _summary_table(rows: pl.DataFrame, metrics: Sequence[str], tests: dict[str, pl.DataFrame], baseline: str | None
-                   ) -> tuple[list[str], list[list[Cell]]]:
-    """Headers and cells of one dataset's table: mean ± std (best bold), Δ vs baseline, seeds, time, memory."""
+def _summary_table(rows: pl.DataFrame, metrics: Sequence[str], tests: dict[str, pl.DataFrame | None],
+                   baseline: str | None) -> tuple[list[str], list[list[Cell]]]:
+    """Headers and cells of one dataset's table: mean ± std (best bold), Δ vs baseline (None: n/a), seeds, time, memory."""
     headers = ["model", "library", "seeds", *metrics, *(f"Δ {m} vs {baseline}" for m in tests), "train s",
                "peak RSS MiB", "failed"]
     best = {m: best_mask(rows[m], m) for m in metrics}
@@ -255,9 +280,11 @@ def _summary_table(rows: pl.DataFrame, metrics: Sequence[str], tests: dict[str, 
             std = f" ± {_num(row[f'{m}_std'])}" if row[f"{m}_std"] is not None else ""
             cells.append((_num(row[m]) + std if row[m] is not None else "–", bool(best[m][i])))
         for test in tests.values():
-            hit = test.filter(pl.col("model") == row["model"])
+            hit = None if test is None else test.filter(pl.col("model") == row["model"])
             if row["model"] == baseline:
                 cells.append("baseline")
+            elif hit is None:
+                cells.append("n/a")
             elif hit.height:
                 t = hit.row(0, named=True)
                 cells.append(f"{t['mean_diff']:+.4f} (t p={_p(t['t_pvalue'])}, W p={_p(t['wilcoxon_pvalue'])}, "
@@ -306,20 +333,22 @@ _CSS = ("body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;
         "text-align:left;white-space:pre-wrap}th{background:#f3f3f3}img{max-width:100%;display:block;margin:1em 0}p.note{color:#555}")
 
 
-def write_report(store_path: str | Path, out_dir: str | Path, metrics: Sequence[str] = ("hr@10", "ndcg@10"),
+def write_report(store_path: str | Path, out_dir: str | Path, metrics: Sequence[str] | None = None,
                  baseline: str | None = None, references: bool = True) -> dict[str, Path]:
     """Write ``report.md``, a self-contained ``report.html`` (plots inlined as data URIs) and the PNG plots.
 
     Per dataset: mean ± std over seeds (best per column in bold), seeds, train seconds, peak RSS, the paired
     tests against ``baseline`` (when given), the published numbers beside ours (``references``), and plots:
     metric bars, quality vs training time with its Pareto front, metric@K curves, validation curves per epoch.
-    Failed cells are listed in their own table. Returns ``{"markdown", "html", <plot name>: path}``.
+    Failed cells are listed in their own table. ``metrics`` defaults to :func:`default_metrics` of the store; a
+    metric without per-user values (CTR's AUC, log loss) gets no paired test: its Δ reads n/a.
+    Returns ``{"markdown", "html", <plot name>: path}``.
     """
     store, out = Path(store_path), Path(out_dir)
     frame = load_store(store)
     if frame.height == 0:
         raise DataError("the store has no cells yet", where=str(store / "results.parquet"), fix="run the grid first")
-    metrics = list(metrics)
+    metrics = list(metrics) if metrics is not None else default_metrics(frame)
     summary = summarize(frame, metrics)
     if baseline is not None and baseline not in frame["model"].to_list():
         raise ConfigError(f"baseline {baseline!r} is not a model of the store", where="--baseline",
@@ -354,10 +383,15 @@ def write_report(store_path: str | Path, out_dir: str | Path, metrics: Sequence[
         rows = summary.filter(pl.col("dataset") == dataset)
         md += ["", f"## {dataset}"]
         body.append(f"<h2>{html.escape(dataset)}</h2>")
-        tests: dict[str, pl.DataFrame] = {}
+        tests: dict[str, pl.DataFrame | None] = {}
         notes = []
         if baseline is not None:
             for m in (m for m in metrics if "/" not in m or m.startswith("test/")):
+                if not has_per_user(store, frame, dataset, m):
+                    tests[m] = None
+                    notes.append(f"Δ {m} vs {baseline}: n/a, no finished cell wrote per-user test values of {m} "
+                                 "(metrics over all test rows, such as CTR's AUC and log loss, have none)")
+                    continue
                 try:
                     tests[m] = significance(store, dataset, m, baseline)
                 except RecsysError as error:

@@ -76,9 +76,11 @@ def main(argv: list[str] | None = None) -> int:
         if not len(frame):
             print("no cells ran", file=sys.stderr)
             return 0
+        from recsys.benchmarks.report import DEFAULT_METRICS  # matplotlib and scipy load only when a grid ran
+
+        metrics = [m for m in DEFAULT_METRICS if f"test/{m}" in frame.columns]  # ranking, CTR or rating metrics
         with pl.Config(tbl_rows=200, tbl_cols=20, tbl_width_chars=200, tbl_hide_dataframe_shape=True):
-            print(summary(frame, ["hr@10", "ndcg@10"] if "test/ndcg@10" in frame.columns
-                          else sorted(c.split("/", 1)[1] for c in frame.columns if c.startswith("test/ndcg@"))))
+            print(summary(frame, metrics or sorted(c.split("/", 1)[1] for c in frame.columns if c.startswith("test/ndcg@"))))
         failed = frame.filter(pl.col("status") != "ok")
         if len(failed):
             print(f"{len(failed)} cell(s) not ok: see {store / 'logs'}", file=sys.stderr)

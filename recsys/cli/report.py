@@ -11,11 +11,10 @@ import sys
 from pathlib import Path
 
 from recsys.benchmarks.plots import plot_run
-from recsys.benchmarks.report import write_report
+from recsys.benchmarks.report import DEFAULT_METRICS, write_report
 from recsys.errors import ConfigError, RecsysError
 
 USAGE_ERROR = 2
-DEFAULT_METRICS = ("hr@10", "ndcg@10")
 
 
 def report_parser() -> argparse.ArgumentParser:
@@ -23,8 +22,8 @@ def report_parser() -> argparse.ArgumentParser:
     parser.add_argument("store", help="the STORE directory written by the grid runner (holds results.parquet)")
     parser.add_argument("--out", help="where report.md, report.html and the PNG plots go (default: STORE/report)")
     parser.add_argument("--metric", action="append", dest="metrics", metavar="METRIC",
-                        help=f"a metric to tabulate, repeatable (default: {' '.join(DEFAULT_METRICS)}); "
-                             "bare names are test metrics, valid/NAME the validation ones")
+                        help=f"a metric to tabulate, repeatable (default: those of {' '.join(DEFAULT_METRICS)} the "
+                             "store holds); bare names are test metrics, valid/NAME the validation ones")
     parser.add_argument("--baseline", help="model to test every other model against (paired t-test, Wilcoxon)")
     parser.add_argument("--no-references", action="store_true", help="leave out the published numbers")
     return parser
@@ -51,7 +50,7 @@ def report_main(argv: list[str]) -> int:
         return args
     out = Path(args.out) if args.out else Path(args.store) / "report"
     try:
-        paths = write_report(args.store, out, metrics=tuple(args.metrics or DEFAULT_METRICS), baseline=args.baseline,
+        paths = write_report(args.store, out, metrics=tuple(args.metrics) if args.metrics else None, baseline=args.baseline,
                              references=not args.no_references)
     except RecsysError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -57,7 +57,7 @@ def child_env() -> dict[str, str]:
 
 # --- fast: grid files, cells and the store -----------------------------------------------------------------
 def test_shipped_grids_expand_into_cells() -> None:
-    for name in ("cf", "sequential"):
+    for name in ("cf", "sequential", "ctr"):
         grid = load_grid(name, config_dir())
         cells = grid.cells(root="/data")
         assert cells and all(f"seed={c.seed}" in c.overrides for c in cells)
@@ -68,6 +68,9 @@ def test_shipped_grids_expand_into_cells() -> None:
     assert [c.seed for c in pops] == [0, 0]  # deterministic: one seed per dataset
     beauty_bpr = next(c for c in cf.cells(datasets=["amazon-beauty"], models=["bpr"]))
     assert "model.engine.iterations=300" in beauty_bpr.overrides  # per-dataset settings
+    ctr = load_grid("ctr", config_dir()).cells()
+    assert {c.peer for c in ctr if c.model == "deepctr-deepfm"} == {"deepctr-torch"} and len(ctr) == 12
+    assert all("split.seed=42" in c.overrides for c in ctr)  # one split for every model and seed
 
 
 def test_cell_id_is_the_hash_of_its_overrides() -> None:

@@ -16,6 +16,7 @@ from scipy import stats
 from recsys.benchmarks import plots
 from recsys.benchmarks.references import REFERENCES
 from recsys.benchmarks.report import (
+    default_metrics,
     failed_cells,
     load_store,
     load_training_curves,
@@ -313,3 +314,60 @@ def test_references_are_the_cited_numbers() -> None:
     assert cited == {("amazon-beauty", "hr@10"): 0.0744, ("amazon-beauty", "ndcg@10"): 0.0403,
                      ("ml-1m", "ndcg@10"): 0.18, ("ml-100k", "rmse"): 0.93}
     assert all(r.protocol and r.source for r in REFERENCES)
+
+
+# --- a CTR store: whole-split metrics (AUC, log loss), no per-user values ---------------------------------------
+#: model -> peer, test AUC, test log loss (seed 0; each seed adds 0.001 to the AUC and takes 0.001 off the log loss)
+CTR_MODELS = {"lr": (False, 0.70, 0.60), "deepfm": (False, 0.78, 0.56), "deepctr-deepfm": (True, 0.77, 0.55)}
+
+
+@pytest.fixture(scope="module")
+def ctr_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """ml-100k x 3 CTR models x 3 seeds as the ctr grid writes them: test/auc and test/logloss, metrics.csv for ours."""
+    root = tmp_path_factory.mktemp("ctr-store")
+    rows = []
+    for model, (peer, auc, logloss) in CTR_MODELS.items():
+        for seed in range(3):
+            cell_id = f"ctr-{model}-{seed}"
+            (root / "cells" / cell_id).mkdir(parents=True)
+            if not peer:
+                pl.DataFrame({"epoch": [1, 2], "loss": [0.6, 0.5], "seconds": [1.0, 1.0], "auc": [auc - 0.02, auc],
+                              "logloss": [logloss + 0.02, logloss]}).write_csv(root / "cells" / cell_id / "metrics.csv")
+            rows.append({"cell_id": cell_id, "grid": "ctr", "dataset": "ml-100k", "model": model, "peer": peer,
+                         "library": "deepctr-torch 0.3.0" if peer else "recsys 0.1.0", "seed": seed, "status": "ok",
+                         "error": None, "code_version": "abc123", "train_seconds": 10.0 + seed, "peak_rss_mib": 400.0,
+                         "run_dir": f"cells/{cell_id}", "test/auc": auc + 0.001 * seed, "test/logloss": logloss - 0.001 * seed})
+    pl.DataFrame(rows).write_parquet(root / "results.parquet")
+    return root
+
+
+def test_a_ctr_store_reports_auc_and_logloss_without_paired_tests(ctr_store: Path, tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    assert default_metrics(load_store(ctr_store)) == ["auc", "logloss"]
+    paths = write_report(ctr_store, tmp_path / "report", baseline="lr")
+    plots_drawn = sorted(name for name in paths if name not in ("markdown", "html"))
+    assert plots_drawn == ["ml-100k-bars", "ml-100k-curves", "ml-100k-pareto"]  # no metric@K curves
+    markdown = paths["markdown"].read_text()
+    headers, rows = _table(markdown, "ml-100k")
+    by_model = {row[0].removesuffix(" (peer)"): row for row in rows}
+    assert headers[3:7] == ["auc", "logloss", "Δ auc vs lr", "Δ logloss vs lr"]
+    assert [m for m, row in by_model.items() if row[3].startswith("**")] == ["deepfm"]  # highest AUC
+    assert [m for m, row in by_model.items() if row[4].startswith("**")] == ["deepctr-deepfm"]  # lowest log loss
+    assert by_model["deepfm"][3] == f"**{0.781:.4f} ± {0.001:.4f}**"
+    assert by_model["lr"][5] == "baseline" and by_model["deepfm"][5] == by_model["deepctr-deepfm"][6] == "n/a"
+    assert "Δ auc vs lr: n/a, no finished cell wrote per-user test values" in markdown
+    assert by_model["deepctr-deepfm"][1] == "deepctr-torch 0.3.0" and by_model["deepctr-deepfm"][0].endswith("(peer)")
+    assert report_main([str(ctr_store), "--out", str(tmp_path / "cli"), "--no-references"]) == 0  # default metrics
+    assert "| auc | logloss |" in capsys.readouterr().out
+
+
+def test_paired_tests_read_only_the_cells_that_measured_the_metric(store: dict, ctr_store: Path, tmp_path: Path) -> None:
+    mixed = tmp_path / "mixed"  # a cf grid and a ctr grid in one store, both on ml-100k
+    (mixed / "cells").mkdir(parents=True)
+    for root in (store["path"], ctr_store):
+        for cell in (root / "cells").iterdir():
+            (mixed / "cells" / cell.name).symlink_to(cell)
+    frames = [pl.read_parquet(root / "results.parquet") for root in (store["path"], ctr_store)]
+    pl.concat(frames, how="diagonal_relaxed").write_parquet(mixed / "results.parquet")
+    assert default_metrics(load_store(mixed)) == ["hr@10", "ndcg@10", "auc", "logloss"]
+    assert significance(mixed, "ml-100k", "ndcg@10", "bpr").equals(significance(store["path"], "ml-100k", "ndcg@10", "bpr"))
