@@ -16,3 +16,9 @@ target="."
 [ -n "$extras" ] && target=".[$extras]"
 echo "setup: installing recsys${extras:+ with extras [$extras]}" >&2
 .venv/bin/python -m pip install -q -e "$target"
+case ",$extras," in
+  *,dev,*)  # RecBole 1.2.1 (the SASRec peer, tested in CI) without the ray/tensorboard/plotly/thop it declares:
+            # training SASRec imports none of them (recsys/benchmarks/peers_recbole.py); a few seconds, ~10 MB
+    echo "setup: installing recbole 1.2.1 (--no-deps) for the RecBole peer tests" >&2
+    .venv/bin/python -m pip install -q --no-deps "recbole==1.2.1" "colorlog==4.7.2" "colorama==0.4.4" "texttable>=1.6" ;;
+esac
