@@ -85,7 +85,7 @@ def metric_bars(summary: pl.DataFrame, dataset: str, metrics: Sequence[str]) -> 
         ax.set_ylabel(f"test {metric}" if "/" not in metric else metric)
         ax.set_title(f"{dataset}: {metric}" + (" (lower is better)" if lower_is_better(metric) else ""))
         ax.grid(axis="y", alpha=0.3)
-    fig.text(0.99, 0.01, f"hatched ({PEER_HATCH}): other libraries; error bars: std over seeds", ha="right", fontsize=7)
+    fig.supxlabel(f"hatched ({PEER_HATCH}): other libraries; error bars: std over seeds", fontsize=7)  # laid out below the tick labels
     return fig
 
 
@@ -109,6 +109,7 @@ def pareto_scatter(summary: pl.DataFrame, dataset: str, metrics: Sequence[str]) 
                 label="Pareto front", gid="pareto-front")
         if rows.height and x.min() > 0 and x.max() / x.min() > 50:
             ax.set_xscale("log")
+        ax.margins(x=0.12, y=0.08)  # room for the labels of the outermost points
         ax.set_xlabel("training seconds (mean over seeds)")
         ax.set_ylabel(f"test {metric}" if "/" not in metric else metric)
         ax.set_title(f"{dataset}: {metric} vs training time")
