@@ -82,6 +82,12 @@ def metric_bars(summary: pl.DataFrame, dataset: str, metrics: Sequence[str]) -> 
         for bar, peer in zip(bars, rows["peer"], strict=True):
             bar.set_hatch(PEER_HATCH if peer else None)
         ax.set_xticks(np.arange(rows.height), rows["model"].to_list(), rotation=30, ha="right")
+        values = rows[metric].to_numpy()
+        low, high = (float(values.min()), float(values.max())) if rows.height else (0.0, 0.0)
+        if low > 0 and high > 0 and low / high > 0.8:  # e.g. AUC 0.77-0.79: bars from 0 would all look alike
+            spread = (high - low) + (float(np.nanmax(std)) if std is not None and len(std) else 0.0)
+            ax.set_ylim(max(0.0, low - 1.5 * spread - 1e-3 * high), high + 0.8 * spread + 1e-3 * high)
+            ax.text(0.01, 0.99, "axis does not start at 0", transform=ax.transAxes, va="top", fontsize=7, color="dimgray")
         ax.set_ylabel(f"test {metric}" if "/" not in metric else metric)
         ax.set_title(f"{dataset}: {metric}" + (" (lower is better)" if lower_is_better(metric) else ""))
         ax.grid(axis="y", alpha=0.3)

@@ -6,6 +6,9 @@ The store (written by the grid runner)::
                                train_seconds, peak_rss_mib, run_dir, ..., test/<metric> and valid/<metric> floats
     STORE/cells/<cell_id>/     the cell's run directory: metrics.csv, metrics.json, per_user_test.parquet
 
+Rows of ``kind`` trial (``recsys tune``'s search trials: validation metrics only) are left out of reports; its
+reruns with test metrics (``<space> (tuned)``, ``<space> (defaults)``) are ordinary rows.
+
 Metrics are named as the evaluator names them (``hr@10``); a bare name means the test split (``test/hr@10``),
 ``valid/hr@10`` names the validation column. Without named metrics a report shows the :data:`DEFAULT_METRICS` the
 store holds (ranking ``hr@10`` / ``ndcg@10``, CTR ``auc`` / ``logloss``, rating ``rmse`` / ``mae``). Paired tests
@@ -28,13 +31,13 @@ from matplotlib.figure import Figure
 from scipy import stats
 
 from recsys.benchmarks import plots
-from recsys.benchmarks.references import references_for
+from recsys.benchmarks.references import Reference, references_for
 from recsys.errors import ConfigError, DataError, RecsysError
 from recsys.runtime import atomic_write_text
 
 REQUIRED_COLUMNS = ("cell_id", "dataset", "model", "peer", "seed", "status", "error", "train_seconds", "peak_rss_mib",
                     "run_dir")
-STATUSES = ("ok", "failed", "skipped")  # skipped: a peer library that is not installed
+STATUSES = ("ok", "failed", "skipped", "pruned")  # skipped: a peer library not installed; pruned: a search trial
 PER_USER_FILE = "per_user_test.parquet"
 _FIX_STORE = "pass the STORE directory written by the grid runner (recsys/benchmarks/grid.py)"
 #: what a report shows when no metrics are named: those of them the store has a column for
@@ -61,6 +64,8 @@ def load_store(path: str | Path) -> pl.DataFrame:
     if bad:
         raise DataError(f"unknown status values {bad[:5]} (expected one of {list(STATUSES)})",
                         where=f"{file}, column 'status'", fix=_FIX_STORE)
+    if "kind" in frame.columns:
+        frame = frame.filter(pl.col("kind").is_null() | (pl.col("kind") != "trial"))
     floats = [c for c in frame.columns if c.startswith(("test/", "valid/"))]
     return frame.with_columns(pl.col("peer").cast(pl.Boolean), pl.col(floats).cast(pl.Float64))
 
@@ -296,10 +301,18 @@ def _summary_table(rows: pl.DataFrame, metrics: Sequence[str], tests: dict[str, 
     return headers, table
 
 
+def _measured_references(dataset: str, frame: pl.DataFrame) -> list[Reference]:
+    """The published numbers for ``dataset`` in a metric some cell of the store measured on it (a CTR grid shows
+    no RMSE reference, a ranking grid no AUC one)."""
+    rows = frame.filter(pl.col("dataset") == dataset)
+    return [ref for ref in references_for(dataset)
+            if metric_column(ref.metric) in rows.columns and rows[metric_column(ref.metric)].drop_nulls().len()]
+
+
 def _published_table(dataset: str, frame: pl.DataFrame) -> tuple[list[str], list[list[Cell]]]:
     headers = ["published model", "metric", "published", "ours (model: mean over seeds)", "source", "protocol"]
     rows = []
-    for ref in references_for(dataset):
+    for ref in _measured_references(dataset, frame):
         column = metric_column(ref.metric)
         ours = "–"
         if ref.ours is not None and column in frame.columns:
@@ -400,7 +413,7 @@ def write_report(store_path: str | Path, out_dir: str | Path, metrics: Sequence[
         headers, table = _summary_table(rows, metrics, tests, baseline)
         md += ["", _md_table(headers, table), *(f"\n{n}" for n in notes)]
         body += [_html_table(headers, table), *(f"<p class='note'>{html.escape(n)}</p>" for n in notes)]
-        if references and references_for(dataset):
+        if references and _measured_references(dataset, frame):
             headers, table = _published_table(dataset, frame)
             md += ["", "Published numbers (measured under their own protocol; compare with care):", "",
                    _md_table(headers, table)]

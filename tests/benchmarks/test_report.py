@@ -356,6 +356,7 @@ def test_a_ctr_store_reports_auc_and_logloss_without_paired_tests(ctr_store: Pat
     assert by_model["deepfm"][3] == f"**{0.781:.4f} ± {0.001:.4f}**"
     assert by_model["lr"][5] == "baseline" and by_model["deepfm"][5] == by_model["deepctr-deepfm"][6] == "n/a"
     assert "Δ auc vs lr: n/a, no finished cell wrote per-user test values" in markdown
+    assert "Surprise SVD" not in markdown and "Published numbers" not in markdown  # ml-100k's RMSE reference: not measured here
     assert by_model["deepctr-deepfm"][1] == "deepctr-torch 0.3.0" and by_model["deepctr-deepfm"][0].endswith("(peer)")
     assert report_main([str(ctr_store), "--out", str(tmp_path / "cli"), "--no-references"]) == 0  # default metrics
     assert "| auc | logloss |" in capsys.readouterr().out
