@@ -9,10 +9,11 @@ from recsys.models.content import ContentRecommender
 from recsys.models.deepfm import DeepFM
 from recsys.models.ease import EASE
 from recsys.models.fm import FM
+from recsys.models.gru4rec import GRU4Rec
 from recsys.models.item2vec import Item2Vec
 from recsys.models.logistic import LogisticRegression
 from recsys.models.neumf import NeuMF
 from recsys.models.popularity import Popularity
 from recsys.models.sasrec import SASRec
 
-__all__ = ["ALS", "BERT4Rec", "BPRMF", "ContentRecommender", "SASRec", "EASE", "FM", "BiasedMF", "DeepFM", "Item2Vec", "LogisticRegression", "NeuMF", "Popularity", "Recommender"]
+__all__ = ["ALS", "BERT4Rec", "BPRMF", "ContentRecommender", "SASRec", "EASE", "FM", "GRU4Rec", "BiasedMF", "DeepFM", "Item2Vec", "LogisticRegression", "NeuMF", "Popularity", "Recommender"]

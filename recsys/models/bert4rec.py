@@ -22,6 +22,8 @@ from recsys.nn.transformer import PositionalEmbedding, TransformerEncoder, init_
 class BERT4Rec(SequentialRecommender):
     """Item + position embeddings, LayerNorm, a post-LN bidirectional encoder, and a tied output head.
 
+    Positions are right-aligned, ``positions="learned"`` (the paper) or ``"sinusoidal"`` (fixed, no parameters).
+
     Batches come from :class:`recsys.data.sequence_batches.ClozeBatches` (``inputs`` with masked
     positions set to ``num_items + 1``, ``labels`` = original item at masked positions, else 0).
 
@@ -44,6 +46,7 @@ class BERT4Rec(SequentialRecommender):
         activation: str = "gelu",
         norm_first: bool = False,
         init_std: float = 0.02,
+        positions: str = "learned",
     ) -> None:
         super().__init__()
         check_sizes("BERT4Rec", num_items=num_items, max_len=max_len, embedding_dim=embedding_dim)
@@ -53,7 +56,7 @@ class BERT4Rec(SequentialRecommender):
         self.num_items, self.max_len, self.history_len = num_items, max_len, max_len - 1
         self.mask_token, self.init_std = mask_index(num_items), init_std
         self.item_embedding = nn.Embedding(num_items + 2, embedding_dim, padding_idx=PADDING_INDEX)  # + padding, mask
-        self.position = PositionalEmbedding(max_len, embedding_dim)
+        self.position = PositionalEmbedding(max_len, embedding_dim, positions)
         self.ln = nn.LayerNorm(embedding_dim)
         self.dropout = nn.Dropout(dropout)
         self.encoder = TransformerEncoder(num_layers, embedding_dim, num_heads, hidden_dim, dropout,

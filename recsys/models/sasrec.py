@@ -7,7 +7,8 @@ Expected results (full ranking over all items, leave-one-out): on Amazon Beauty 
 with ``loss="ce"`` should reach at least ICLRec's NDCG@10 0.0403 (``recsys-train model=sasrec_ce
 dataset=amazon-beauty``); on ML-1M the literature's figure is NDCG@10 about 0.18 (``recsys-train
 model=sasrec_ce dataset=ml-1m model.module.max_len=200 model.module.dropout=0.2``).
-This file also holds :class:`SequentialRecommender`, the inference API shared with BERT4Rec.
+This file also holds :class:`SequentialRecommender`, the inference API shared with BERT4Rec and GRU4Rec,
+and :class:`NextItemRecommender`, the next-item losses and scoring shared with GRU4Rec.
 """
 
 from __future__ import annotations
@@ -162,11 +163,61 @@ def check_ids(inputs: Tensor, high: int, where: str) -> None:
                         where=where, fix="build sequences with Interactions.padded_sequences or the model's batches")
 
 
-class SASRec(SequentialRecommender):
+def check_sequences(inputs: Tensor, high: int, where: str) -> None:
+    """DataError unless ``inputs`` is a ``(B, T)`` batch with ``T >= 1`` and ids in ``[0, high)``."""
+    if inputs.dim() != 2 or inputs.shape[1] == 0:
+        raise DataError(f"expected a (B, T) batch of sequences with T >= 1, got {tuple(inputs.shape)}",
+                        where=where, fix="pass left-padded sequences from padded_sequences(max_len)")
+    check_ids(inputs, high, where)
+
+
+class NextItemRecommender(SequentialRecommender):
+    """Next-item training and scoring shared by SASRec and GRU4Rec: ``LOSSES`` at every position with a target.
+
+    Subclasses set ``max_len``, ``loss_name`` and ``item_embedding`` and define ``encode(inputs (B, T)) ->
+    (B, T, D)``, whose output at position t (causal: reads items <= t only) scores item t + 1 against
+    the tied item table; the last position scores the next item of a history.
+    """
+
+    max_len: int
+    loss_name: str
+    item_embedding: nn.Embedding
+
+    def encode(self, inputs: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def batch_arguments(self) -> dict[str, Any]:
+        """Batches of the model's ``max_len``, with no sampled negative for ``ce`` and one for the others."""
+        return {"max_len": self.max_len, "num_negatives": 0 if self.loss_name == "ce" else 1}
+
+    def loss(self, batch: dict[str, Tensor]) -> Tensor:
+        targets = batch["targets"]  # (B, T)
+        valid = targets != PADDING_INDEX
+        h = self.encode(batch["inputs"])[valid]  # (M, D)
+        negatives = batch.get("negatives")
+        if self.loss_name != "ce":
+            if negatives is None:
+                raise DataError(f"loss {self.loss_name!r} needs sampled negatives", where=f"{type(self).__name__}.loss",
+                                fix="set model.batches.num_negatives >= 1")
+            negatives = negatives[valid]  # (M, S)
+        return LOSSES[self.loss_name](h, targets[valid], negatives, self.item_embedding.weight)
+
+    def score_sequences(self, sequences: Tensor) -> Tensor:
+        h = self.encode(sequences)[:, -1]  # (B, D): the most recent position
+        return h @ self.item_embedding.weight[ITEM_SHIFT : self.num_items + ITEM_SHIFT].T  # (B, N)
+
+
+def check_loss(loss: str, where: str) -> None:
+    if loss not in LOSSES:
+        raise ConfigError(f"unknown loss {loss!r}", where=f"{where}(loss=...)", fix=f"use one of {sorted(LOSSES)}")
+
+
+class SASRec(NextItemRecommender):
     """Causal Transformer over the last ``max_len`` items; the output at position t scores item t + 1.
 
-    Input and output item embeddings are tied; positions are learned and right-aligned (the most
-    recent item always has the last position). Batches come from
+    Input and output item embeddings are tied; positions are right-aligned (the most recent item always
+    has the last position), ``positions="learned"`` (the paper) or ``"sinusoidal"`` (fixed, no parameters,
+    Vaswani et al. 2017). Batches come from
     :class:`recsys.data.sequence_batches.NextItemBatches` (``negatives`` for ``bce`` and
     ``sampled_softmax``, none needed for ``ce``); :func:`recsys.run_pipeline` gives them the model's
     ``max_len`` and negatives unless the caller set them. ``dropout`` 0.5 is the paper's value for sparse
@@ -192,15 +243,15 @@ class SASRec(SequentialRecommender):
         norm_first: bool = True,
         loss: str = "ce",
         init_std: float = 0.02,
+        positions: str = "learned",
     ) -> None:
         super().__init__()
         check_sizes("SASRec", num_items=num_items, max_len=max_len, embedding_dim=embedding_dim)
-        if loss not in LOSSES:
-            raise ConfigError(f"unknown loss {loss!r}", where="SASRec(loss=...)", fix=f"use one of {sorted(LOSSES)}")
+        check_loss(loss, "SASRec")
         self.num_items, self.max_len, self.history_len = num_items, max_len, max_len
         self.loss_name, self.init_std = loss, init_std
         self.item_embedding = nn.Embedding(num_items + 2, embedding_dim, padding_idx=PADDING_INDEX)  # + padding, mask
-        self.position = PositionalEmbedding(max_len, embedding_dim)
+        self.position = PositionalEmbedding(max_len, embedding_dim, positions)
         self.dropout = nn.Dropout(dropout)
         self.encoder = TransformerEncoder(num_layers, embedding_dim, num_heads, hidden_dim or embedding_dim, dropout,
                                           attention_dropout, activation, norm_first, causal=True)
@@ -208,29 +259,6 @@ class SASRec(SequentialRecommender):
 
     def encode(self, inputs: Tensor) -> Tensor:
         """Hidden states ``(B, T, D)`` of left-padded item sequences ``(B, T)`` (index + 1, 0 = padding)."""
-        if inputs.dim() != 2 or inputs.shape[1] == 0:
-            raise DataError(f"expected a (B, T) batch of sequences with T >= 1, got {tuple(inputs.shape)}",
-                            where="SASRec.encode", fix="pass left-padded sequences from padded_sequences(max_len)")
-        check_ids(inputs, self.num_items + 1, "SASRec.encode")
+        check_sequences(inputs, self.num_items + 1, "SASRec.encode")
         x = self.item_embedding(inputs) + self.position(inputs.shape[1], right_aligned=True)  # (B, T, D)
         return self.encoder(self.dropout(x), attention_mask=inputs != PADDING_INDEX)
-
-    def batch_arguments(self) -> dict[str, Any]:
-        """Batches of the model's ``max_len``, with no sampled negative for ``ce`` and one for the others."""
-        return {"max_len": self.max_len, "num_negatives": 0 if self.loss_name == "ce" else 1}
-
-    def loss(self, batch: dict[str, Tensor]) -> Tensor:
-        targets = batch["targets"]  # (B, T)
-        valid = targets != PADDING_INDEX
-        h = self.encode(batch["inputs"])[valid]  # (M, D)
-        negatives = batch.get("negatives")
-        if self.loss_name != "ce":
-            if negatives is None:
-                raise DataError(f"loss {self.loss_name!r} needs sampled negatives", where="SASRec.loss",
-                                fix="set model.batches.num_negatives >= 1")
-            negatives = negatives[valid]  # (M, S)
-        return LOSSES[self.loss_name](h, targets[valid], negatives, self.item_embedding.weight)
-
-    def score_sequences(self, sequences: Tensor) -> Tensor:
-        h = self.encode(sequences)[:, -1]  # (B, D): the most recent position
-        return h @ self.item_embedding.weight[ITEM_SHIFT : self.num_items + ITEM_SHIFT].T  # (B, N)

@@ -1,7 +1,7 @@
 """Transformer blocks shared by SASRec, BERT4Rec and the text encoders, read top to bottom like nanoGPT.
 
 ``attention_bias`` (masks) -> ``MultiHeadSelfAttention`` -> ``FeedForward`` -> ``TransformerBlock``
--> ``TransformerEncoder``, plus ``PositionalEmbedding``. Attention runs through
+-> ``TransformerEncoder``, plus ``PositionalEmbedding`` (learned or sinusoidal). Attention runs through
 ``torch.nn.functional.scaled_dot_product_attention`` (fused flash / memory-efficient kernels on GPU,
 the fused CPU kernel otherwise).
 
@@ -32,6 +32,7 @@ __all__ = [
     "TransformerBlock",
     "TransformerEncoder",
     "attention_bias",
+    "sinusoidal_table",
 ]
 
 _ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU}
@@ -167,9 +168,31 @@ class TransformerBlock(nn.Module):
         return self.ln_2(x + self.mlp(x))
 
 
-class PositionalEmbedding(nn.Module):
-    """Learned absolute positions ``(T, D)`` for sequences of up to ``max_len`` tokens.
+POSITIONS = ("learned", "sinusoidal")
 
+
+def sinusoidal_table(max_len: int, dim: int) -> Tensor:
+    """Fixed positions of Vaswani et al. (2017): ``PE[p, 2i] = sin(p / 10000^(2i/D))``, ``PE[p, 2i+1] = cos(...)``.
+
+    ``(max_len, dim)`` float32; an odd ``dim`` drops the last cosine column.
+
+    >>> sinusoidal_table(2, 4).tolist()[0]
+    [0.0, 1.0, 0.0, 1.0]
+    """
+    position = torch.arange(max_len, dtype=torch.float64)[:, None]  # (T, 1)
+    frequency = 10000.0 ** (-torch.arange(0, dim, 2, dtype=torch.float64) / dim)  # (ceil(D/2),)
+    angle = position * frequency  # (T, ceil(D/2))
+    table = torch.zeros(max_len, dim, dtype=torch.float64)
+    table[:, 0::2] = angle.sin()
+    table[:, 1::2] = angle[:, : dim // 2].cos()
+    return table.float()  # (T, D)
+
+
+class PositionalEmbedding(nn.Module):
+    """Absolute positions ``(T, D)`` for sequences of up to ``max_len`` tokens: learned or sinusoidal.
+
+    ``positions="learned"`` (default) is a ``(max_len, D)`` parameter ``weight``; ``"sinusoidal"`` is
+    :func:`sinusoidal_table`, a non-persistent buffer ``table`` (no parameters, nothing in the state dict).
     ``right_aligned=True`` gives the last ``T`` of the ``max_len`` positions, so a left-padded
     sequence's most recent item always has position ``max_len - 1`` whatever ``T`` is (SASRec);
     ``False`` gives positions ``0..T-1`` (text, right padding).
@@ -177,15 +200,25 @@ class PositionalEmbedding(nn.Module):
     >>> pos = PositionalEmbedding(max_len=5, dim=4)
     >>> torch.equal(pos(2, right_aligned=True), pos.weight[3:])
     True
+    >>> fixed = PositionalEmbedding(max_len=5, dim=4, positions="sinusoidal")
+    >>> len(list(fixed.parameters())), torch.equal(fixed(2, right_aligned=True), sinusoidal_table(5, 4)[3:])
+    (0, True)
     """
 
-    def __init__(self, max_len: int, dim: int) -> None:
+    def __init__(self, max_len: int, dim: int, positions: str = "learned") -> None:
         super().__init__()
-        if max_len <= 0:
-            raise ConfigError(f"max_len must be positive, got {max_len}", where="PositionalEmbedding", fix="set max_len >= 1")
-        self.max_len = max_len
-        self.weight = nn.Parameter(torch.empty(max_len, dim))
-        nn.init.normal_(self.weight, std=0.02)
+        if max_len <= 0 or dim <= 0:
+            raise ConfigError(f"max_len and dim must be positive, got max_len={max_len}, dim={dim}",
+                              where="PositionalEmbedding", fix="set max_len >= 1 and dim >= 1")
+        if positions not in POSITIONS:
+            raise ConfigError(f"unknown positions {positions!r}", where="PositionalEmbedding(positions=...)",
+                              fix=f"use one of {list(POSITIONS)}")
+        self.max_len, self.positions = max_len, positions
+        if positions == "learned":
+            self.weight = nn.Parameter(torch.empty(max_len, dim))
+            nn.init.normal_(self.weight, std=0.02)
+        else:
+            self.register_buffer("table", sinusoidal_table(max_len, dim), persistent=False)
 
     def forward(self, seq_len: int, right_aligned: bool = False) -> Tensor:
         if seq_len > self.max_len:
@@ -195,7 +228,8 @@ class PositionalEmbedding(nn.Module):
                 fix="truncate inputs to max_len or build the model with a larger max_len",
             )
         start = self.max_len - seq_len if right_aligned else 0
-        return self.weight[start : start + seq_len]  # (T, D)
+        table = self.weight if self.positions == "learned" else self.table
+        return table[start : start + seq_len]  # (T, D)
 
 
 class TransformerEncoder(nn.Module):

@@ -209,7 +209,11 @@ def load_pretrained(path: str | Path | None = None, device: str | torch.device =
 
 
 def save_pretrained(model: BertEncoder, tokenizer: TextTokenizer, path: str | Path) -> Path:
-    """Write ``config.json``, ``model.safetensors`` and ``tokenizer.json`` that :func:`load_pretrained` reads back."""
+    """Write ``config.json``, ``model.safetensors`` and ``tokenizer.json`` that :func:`load_pretrained` reads back.
+
+    Sinusoidal positions are written as BERT's (learned) position table, so any BERT loader reads the
+    directory; it loads back as ``positions="learned"`` with the same values (same outputs).
+    """
     from safetensors.torch import save_file
 
     folder = Path(path)
@@ -225,6 +229,8 @@ def save_pretrained(model: BertEncoder, tokenizer: TextTokenizer, path: str | Pa
     (folder / "1_Pooling" / "config.json").write_text(json.dumps({
         "pooling_mode_cls_token": model.pooling == "cls", "pooling_mode_mean_tokens": model.pooling == "mean"}))
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    if model.positions == "sinusoidal":  # HF BERT knows only learned tables: write the fixed one as such
+        state["embeddings.position.weight"] = model.embeddings.position.table.detach().cpu().contiguous()
     save_file(ours_to_hf(state), folder / "model.safetensors")
     tokenizer.save(folder / "tokenizer.json")
     return folder

@@ -1,6 +1,6 @@
 """A BERT-style text encoder (Devlin et al. 2018) built from ``recsys.nn.transformer``'s shared blocks.
 
-``TextEmbeddings`` (token + learned position + segment, LayerNorm, dropout) -> post-LN
+``TextEmbeddings`` (token + learned or sinusoidal position + segment, LayerNorm, dropout) -> post-LN
 ``TransformerEncoder`` (SDPA self-attention with a padding mask, exact-GELU feed-forward) ->
 ``pool`` (CLS or mean over real tokens). The parameter layout maps 1:1 onto Hugging Face
 ``BertModel`` checkpoints (see :mod:`recsys.text.checkpoint`).
@@ -40,7 +40,9 @@ def cls_pool(hidden: Tensor, attention_mask: Tensor | None = None) -> Tensor:
 
 
 class TextEmbeddings(nn.Module):
-    """Token + learned position + segment embeddings, then LayerNorm and dropout (HF ``BertEmbeddings``).
+    """Token + position + segment embeddings, then LayerNorm and dropout (HF ``BertEmbeddings``).
+
+    ``positions="learned"`` (BERT, what checkpoints hold) or ``"sinusoidal"`` (fixed, Vaswani et al. 2017).
 
     >>> emb = TextEmbeddings(vocab_size=10, dim=4, max_len=6)
     >>> emb(torch.tensor([[2, 3, 0]])).shape
@@ -49,11 +51,11 @@ class TextEmbeddings(nn.Module):
 
     def __init__(
         self, vocab_size: int, dim: int, max_len: int = 512, type_vocab_size: int = 2,
-        dropout: float = 0.1, eps: float = 1e-12, pad_token_id: int = 0,
+        dropout: float = 0.1, eps: float = 1e-12, pad_token_id: int = 0, positions: str = "learned",
     ) -> None:
         super().__init__()
         self.word = nn.Embedding(vocab_size, dim, padding_idx=pad_token_id)
-        self.position = PositionalEmbedding(max_len, dim)  # shared block, positions 0..T-1
+        self.position = PositionalEmbedding(max_len, dim, positions)  # shared block, positions 0..T-1
         self.token_type = nn.Embedding(type_vocab_size, dim)
         self.ln = nn.LayerNorm(dim, eps=eps)
         self.dropout = nn.Dropout(dropout)
@@ -72,7 +74,8 @@ class BertEncoder(nn.Module):
 
     ``embed`` pools (``pooling="mean"`` or ``"cls"``) and optionally L2-normalizes to ``(B, D)``.
     ``add_pooler=True`` keeps BERT's dense+tanh pooler (only so checkpoints that have one map fully;
-    ``embed`` does not use it). Defaults are MiniLM-L6's shape.
+    ``embed`` does not use it). ``positions="sinusoidal"`` replaces the learned position table by the
+    fixed one (for training from scratch; pretrained checkpoints are learned). Defaults are MiniLM-L6's shape.
 
     >>> enc = BertEncoder(vocab_size=20, dim=8, num_layers=1, num_heads=2, max_len=16)
     >>> ids, mask = torch.tensor([[2, 5, 3, 0], [2, 7, 8, 3]]), torch.tensor([[1, 1, 1, 0], [1, 1, 1, 1]])
@@ -96,6 +99,7 @@ class BertEncoder(nn.Module):
         pooling: str = "mean",
         add_pooler: bool = False,
         init_std: float = 0.02,
+        positions: str = "learned",
     ) -> None:
         super().__init__()
         if vocab_size <= 0:
@@ -104,8 +108,8 @@ class BertEncoder(nn.Module):
             raise ConfigError(f"unknown pooling {pooling!r}", where="BertEncoder", fix=f"use one of {POOLINGS}")
         self.vocab_size, self.dim, self.num_layers, self.num_heads = vocab_size, dim, num_layers, num_heads
         self.hidden_dim, self.max_len, self.type_vocab_size = hidden_dim or 4 * dim, max_len, type_vocab_size
-        self.eps, self.pad_token_id, self.pooling = eps, pad_token_id, pooling
-        self.embeddings = TextEmbeddings(vocab_size, dim, max_len, type_vocab_size, dropout, eps, pad_token_id)
+        self.eps, self.pad_token_id, self.pooling, self.positions = eps, pad_token_id, pooling, positions
+        self.embeddings = TextEmbeddings(vocab_size, dim, max_len, type_vocab_size, dropout, eps, pad_token_id, positions)
         self.encoder = TransformerEncoder(
             num_layers, dim, num_heads, self.hidden_dim, dropout, attention_dropout,
             activation="gelu", norm_first=False, causal=False, eps=eps,
@@ -135,4 +139,5 @@ class BertEncoder(nn.Module):
             "vocab_size": self.vocab_size, "dim": self.dim, "num_layers": self.num_layers, "num_heads": self.num_heads,
             "hidden_dim": self.hidden_dim, "max_len": self.max_len, "type_vocab_size": self.type_vocab_size,
             "eps": self.eps, "pad_token_id": self.pad_token_id, "pooling": self.pooling, "add_pooler": self.pooler is not None,
+            "positions": self.positions,
         }

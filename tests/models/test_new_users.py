@@ -6,6 +6,7 @@ What each model supports (asserted by ``test_support_table``):
 |-------------|------------------------------------------|------------------------|-----------------|------------------|
 | SASRec      | reads_history (padded sequences)         | item table rows 1..N   | -               | cosine           |
 | BERT4Rec    | reads_history (padded sequences)         | item table rows 1..N   | -               | cosine           |
+| GRU4Rec     | reads_history (padded sequences)         | item table rows 1..N   | -               | cosine           |
 | Item2Vec    | reads_history (mean of last_n vectors)   | item vectors           | -               | cosine           |
 | Content     | reads_history (profile of the history)   | item vectors           | -               | cosine           |
 | EASE        | reads_history (history row @ B)          | rows of B              | needs history   | item_similarity  |
@@ -41,6 +42,7 @@ from recsys.models.biased_mf import BiasedMF
 from recsys.models.bpr import BPRMF
 from recsys.models.content import ContentRecommender
 from recsys.models.ease import EASE
+from recsys.models.gru4rec import GRU4Rec
 from recsys.models.item2vec import Item2Vec
 from recsys.models.neumf import NeuMF
 from recsys.models.popularity import Popularity
@@ -107,6 +109,10 @@ def bert4rec(data: Interactions) -> Recommender:
     return BERT4Rec(data.num_items, max_len=6, embedding_dim=8, num_layers=1)
 
 
+def gru4rec(data: Interactions) -> Recommender:
+    return GRU4Rec(data.num_items, max_len=6, embedding_dim=8, hidden_size=8)
+
+
 def item2vec(data: Interactions) -> Recommender:
     model = Item2Vec(data.num_items, vector_size=6, last_n=3)
     model.set_vectors(torch.arange(data.num_items), torch.randn(data.num_items, 6, generator=torch.Generator().manual_seed(0)))
@@ -149,7 +155,7 @@ def train(model: Recommender, batches, epochs: int, lr: float) -> Recommender:
     return model.eval()
 
 
-READERS = {"sasrec": sasrec, "bert4rec": bert4rec, "item2vec": item2vec, "content": content, "ease": ease,
+READERS = {"sasrec": sasrec, "bert4rec": bert4rec, "gru4rec": gru4rec, "item2vec": item2vec, "content": content, "ease": ease,
            "popularity": popularity}
 
 
@@ -157,6 +163,7 @@ READERS = {"sasrec": sasrec, "bert4rec": bert4rec, "item2vec": item2vec, "conten
 SUPPORT = {  # name: (reads_history, overrides score_histories, user_tables, fold_in_batches, user vectors, item_similarity)
     SASRec: (True, False, (), None, False, False),
     BERT4Rec: (True, False, (), None, False, False),
+    GRU4Rec: (True, False, (), None, False, False),
     Item2Vec: (True, False, (), None, False, False),
     ContentRecommender: (True, False, (), None, False, False),
     EASE: (True, False, (), None, True, True),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import polars as pl
 import pytest
@@ -230,3 +231,48 @@ def test_run_pipeline_hands_the_model_its_batch_arguments() -> None:
                         trainer=trainer, evaluator=evaluator, optimizer=functools.partial(torch.optim.Adam, lr=0.01))
     assert seen["max_len"] == 5 and seen["num_negatives"] == 2  # what the caller bound is kept
     assert recsys.SASRec(num_items=3).dropout.p == 0.5  # the default of conf/model/sasrec*.yaml
+
+
+def test_sinusoidal_positions_have_no_parameters_and_learn_the_cycle() -> None:
+    from recsys.nn.transformer import sinusoidal_table
+
+    torch.manual_seed(0)
+    data = _cycle_data(num_items=10, num_users=60, length=8)  # smaller than the learned-position test: a few seconds
+    split = leave_one_out(data)
+    model = SASRec(data.num_items, max_len=8, embedding_dim=16, num_layers=1, dropout=0.0, positions="sinusoidal")
+    assert not [name for name, _ in model.named_parameters() if name.startswith("position")]
+    assert not [key for key in model.state_dict() if key.startswith("position")]
+    assert torch.equal(model.position(3, right_aligned=True), sinusoidal_table(8, 16)[5:])  # still right-aligned
+    model.prepare(split.train)
+    _train(model, NextItemBatches(split.train, max_len=8, batch_size=60, num_negatives=0, seed=0), steps=40, lr=0.02)
+    metrics = RankingEvaluator(ks=(1,), metrics=("hr",)).evaluate_model(model, split.train.concat(split.valid), split.test)
+    assert metrics["hr@1"] >= 0.9
+    with pytest.raises(ConfigError, match="unknown positions 'rotary'"):
+        SASRec(num_items=10, positions="rotary")
+
+
+def test_runs_saved_before_the_positions_option_still_load(tmp_path: Path) -> None:
+    """A run.json without ``positions`` (older runs) rebuilds the default learned table and the same scores."""
+    import functools
+    import json
+
+    import recsys
+
+    rows = [(u, (u * 7 + t) % 25, t) for u in range(30) for t in range(12)]
+    data = recsys.from_frame(pl.DataFrame(rows, schema=["user", "item", "timestamp"], orient="row"))
+    result = recsys.run_pipeline(
+        data, functools.partial(recsys.SASRec, max_len=7, embedding_dim=8, positions="learned"),
+        batches=functools.partial(recsys.NextItemBatches, batch_size=16),
+        trainer=recsys.Trainer(epochs=1, progress=False, tensorboard=False, monitor="ndcg@5"),
+        evaluator=recsys.RankingEvaluator(ks=(5,)), optimizer=functools.partial(torch.optim.Adam, lr=0.01),
+        run_dir=tmp_path / "run")
+    info = json.loads((tmp_path / "run" / "run.json").read_text())
+    info["model"]["kwargs"].pop("positions", None)
+    (tmp_path / "run" / "run.json").write_text(json.dumps(info))
+    loaded = recsys.load_run(tmp_path / "run")
+    assert loaded.model.position.positions == "learned"
+    users = torch.arange(data.num_users)
+    result.model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.model.score_users(users, loaded.history),
+                                   result.model.score_users(users, result.history), rtol=0, atol=0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -15,6 +16,7 @@ from recsys.nn.transformer import (
     TransformerBlock,
     TransformerEncoder,
     attention_bias,
+    sinusoidal_table,
 )
 
 
@@ -127,6 +129,39 @@ def test_positional_embedding_alignment() -> None:
         pos(7)
 
 
+def test_sinusoidal_table_hand_computed() -> None:
+    table = sinusoidal_table(max_len=4, dim=4)  # frequencies 1 and 1 / 10000^(2/4) = 0.01
+    assert table.shape == (4, 4) and table.dtype == torch.float32
+    assert table[0].tolist() == [0.0, 1.0, 0.0, 1.0]
+    expected = {(1, 0): math.sin(1), (1, 1): math.cos(1), (1, 2): math.sin(0.01), (1, 3): math.cos(0.01),
+                (3, 0): math.sin(3), (3, 2): math.sin(0.03), (3, 3): math.cos(0.03)}
+    for (pos, column), value in expected.items():
+        assert table[pos, column].item() == pytest.approx(value, abs=1e-7)
+
+
+@pytest.mark.parametrize("max_len, dim", [(50, 16), (7, 5), (3, 1)])
+def test_sinusoidal_table_matches_a_numpy_reference(max_len: int, dim: int) -> None:
+    # the formula entry by entry: PE[p, 2i] = sin(p / 10000^(2i/d)), PE[p, 2i+1] = cos(p / 10000^(2i/d))
+    reference = np.zeros((max_len, dim))
+    for pos in range(max_len):
+        for column in range(dim):
+            angle = pos / 10000 ** (2 * (column // 2) / dim)
+            reference[pos, column] = np.sin(angle) if column % 2 == 0 else np.cos(angle)
+    np.testing.assert_allclose(sinusoidal_table(max_len, dim).numpy(), reference, atol=1e-6)
+
+
+def test_sinusoidal_positions_have_no_parameters_and_align() -> None:
+    pos = PositionalEmbedding(max_len=6, dim=4, positions="sinusoidal")
+    assert list(pos.parameters()) == [] and pos.state_dict() == {}  # non-persistent: nothing to save or load
+    assert torch.equal(pos(4), sinusoidal_table(6, 4)[:4])
+    assert torch.equal(pos(4, right_aligned=True), sinusoidal_table(6, 4)[2:])
+    assert pos.to(torch.float64)(2).dtype == torch.float64  # a buffer: follows the module's dtype and device
+    with pytest.raises(ConfigError, match="exceeds max_len"):
+        pos(7)
+    learned = PositionalEmbedding(max_len=6, dim=4)
+    assert [name for name, _ in learned.named_parameters()] == ["weight"] and learned.positions == "learned"
+
+
 @pytest.mark.parametrize(
     "build",
     [
@@ -134,6 +169,8 @@ def test_positional_embedding_alignment() -> None:
         lambda: TransformerBlock(dim=8, activation="tanh"),
         lambda: TransformerEncoder(num_layers=0),
         lambda: PositionalEmbedding(max_len=0, dim=4),
+        lambda: PositionalEmbedding(max_len=4, dim=0, positions="sinusoidal"),
+        lambda: PositionalEmbedding(max_len=4, dim=4, positions="rotary"),
     ],
 )
 def test_bad_configuration(build) -> None:  # type: ignore[no-untyped-def]

@@ -50,3 +50,18 @@ def test_tokenizer_trains_and_pads():
     lengths = mask.sum(1)
     assert ids[0, lengths[0] - 1] == tok.sep_id and (ids[0, lengths[0]:] == tok.pad_id).all()
     assert tok(["word " * 100], max_length=10)["input_ids"].shape == (1, 10)
+
+
+def test_sinusoidal_positions_and_hf_round_trip(tmp_path):
+    from recsys.nn.transformer import sinusoidal_table
+    from recsys.text.checkpoint import load_pretrained, save_pretrained
+
+    texts = ["toy story adventure", "heat crime thriller", "story of a toy"] * 3
+    tok = TextTokenizer.train(texts, vocab_size=60)
+    enc = BertEncoder(tok.vocab_size, dim=16, num_layers=1, num_heads=4, max_len=32, positions="sinusoidal").eval()
+    assert enc.config()["positions"] == "sinusoidal" and "embeddings.position.weight" not in enc.state_dict()
+    assert torch.equal(enc.embeddings.position(5), sinusoidal_table(32, 16)[:5])  # text: positions 0..T-1
+    # HF BERT has only learned tables: the fixed one is written as such and loads back with the same outputs
+    loaded, tok2 = load_pretrained(save_pretrained(enc, tok, tmp_path / "model"))
+    assert loaded.config()["positions"] == "learned"
+    torch.testing.assert_close(loaded.embed(**tok2(["toy story", "heat"])), enc.embed(**tok(["toy story", "heat"])))
