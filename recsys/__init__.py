@@ -22,7 +22,8 @@ _SURFACE = {
     # data
     "Interactions": "recsys.data", "Vocabulary": "recsys.data", "Split": "recsys.data",
     "load_dataset": "recsys.data", "from_frame": "recsys.data", "load_sequence_file": "recsys.data",
-    "read_libsvm": "recsys.data", "leave_one_out": "recsys.data", "random_split": "recsys.data",
+    "read_libsvm": "recsys.data", "load_ctr_files": "recsys.data", "CTRTable": "recsys.data",
+    "file_split": "recsys.data", "field_features": "recsys.data", "leave_one_out": "recsys.data", "random_split": "recsys.data",
     "temporal_split": "recsys.data", "k_core": "recsys.data", "binarize": "recsys.data", "deduplicate": "recsys.data",
     "PairwiseBatches": "recsys.data", "NextItemBatches": "recsys.data", "ClozeBatches": "recsys.data",
     "RatingBatches": "recsys.data", "CTRBatches": "recsys.data", "FeaturePipeline": "recsys.data",
@@ -44,7 +45,7 @@ _SURFACE = {
     "BayesianPersonalizedRanking": "recsys.estimators", "EntityEmbeddingEncoder": "recsys.estimators",
     # the pipeline and saved runs
     "run_pipeline": "recsys.pipeline", "RunResult": "recsys.pipeline",
-    "load_run": "recsys.runs", "save_run": "recsys.runs", "LoadedRun": "recsys.runs",
+    "load_run": "recsys.runs", "save_run": "recsys.runs", "LoadedRun": "recsys.runs", "evaluate_run": "recsys.runs",
     # benchmark grids: run one into a results store, then report on it
     "load_grid": "recsys.benchmarks.grid", "run_grid": "recsys.benchmarks.grid", "read_store": "recsys.benchmarks.grid",
     "write_report": "recsys.benchmarks.report", "summarize": "recsys.benchmarks.report",

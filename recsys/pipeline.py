@@ -27,7 +27,7 @@ import functools
 import inspect
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,10 +35,11 @@ from typing import Any
 import polars as pl
 import torch
 
+from recsys.data.ctr_files import CTRTable
 from recsys.data.interactions import Interactions
 from recsys.data.splits import Split, leave_one_out
 from recsys.evaluation.cold_start import ColdStartSplit
-from recsys.errors import ConfigError
+from recsys.errors import ConfigError, DataError
 from recsys.evaluation.ranking import RankingEvaluator
 from recsys.evaluation.table import format_table
 from recsys.inference import FittedRecommender
@@ -47,6 +48,7 @@ from recsys.models.popularity import Popularity
 from recsys.runs import model_spec, save_run
 from recsys.runtime import atomic_write, atomic_write_text, resolve_device
 from recsys.training.distributed import is_main_process
+from recsys.training.monitor import Monitor
 from recsys.training.trainer import Trainer
 
 __all__ = ["RunResult", "check_compatible", "check_monitor", "open_arguments", "run_pipeline"]
@@ -70,7 +72,7 @@ class RunResult:
     total_seconds: float
     valid: dict[str, float]
     test: dict[str, float]
-    history: Interactions
+    history: Interactions | CTRTable
     popularity_test: dict[str, float] | None = None
     run_dir: Path | None = None
     epochs: list[dict[str, float]] = field(default_factory=list)
@@ -81,6 +83,10 @@ class RunResult:
     @property
     def recommender(self) -> FittedRecommender:
         """Recommendations, similar items and embeddings in original ids from the fitted model."""
+        if isinstance(self.history, CTRTable):
+            raise ConfigError(f"{self.dataset!r} is CTR rows (libsvm / libFM files): the model scores rows, it has no "
+                              "catalogue of users and items to recommend from", where="RunResult.recommender",
+                              fix="score rows with recsys.evaluate_run(run_dir, data=FILE) or model.predict")
         return FittedRecommender(self.model, self.history)
 
     def summary(self) -> dict[str, Any]:
@@ -117,12 +123,13 @@ def check_monitor(trainer: Trainer, evaluator: Any) -> None:
     ...
     recsys.errors.ConfigError: trainer.monitor 'ndcg@50' is not a metric of RankingEvaluator
       where: trainer.monitor
-      fix: choose one of: hr@10, recall@10, precision@10, ndcg@10, mrr@10, map@10, coverage@10
+      fix: choose one of (or a sum such as auc-logloss): hr@10, recall@10, precision@10, ndcg@10, mrr@10, map@10, coverage@10
     """
     names = metric_names(evaluator)
-    if names is not None and trainer.monitor not in names:
-        raise ConfigError(f"trainer.monitor {trainer.monitor!r} is not a metric of {type(evaluator).__name__}",
-                          where="trainer.monitor", fix=f"choose one of: {', '.join(names)}")
+    unknown = [name for name in Monitor.parse(trainer.monitor).names if name not in (names or ())]
+    if names is not None and unknown:
+        raise ConfigError(f"trainer.monitor {unknown[0]!r} is not a metric of {type(evaluator).__name__}",
+                          where="trainer.monitor", fix=f"choose one of (or a sum such as auc-logloss): {', '.join(names)}")
 
 
 def check_compatible(model: Recommender | type, evaluator: Any) -> None:
@@ -166,8 +173,16 @@ def _seeded(seed: int) -> Iterator[None]:
         yield
 
 
+def _check_parts(data: Interactions | CTRTable, split: Any, parts: tuple[str, ...] = ("train", "test")) -> None:
+    """One DataError for a split with no training or no test rows (an empty validation part is allowed)."""
+    for part in parts:
+        if getattr(split, part).num_interactions == 0:
+            raise DataError(f"the {part} part of the split of {data.name!r} is empty", where=f"split ({type(split).__name__})",
+                            fix="check the data files and the split's ratios (e.g. split.ratios=[0.8,0.1,0.1])")
+
+
 def run_pipeline(
-    data: Interactions,
+    data: Interactions | CTRTable,
     model: Callable[..., Recommender],
     *,
     split: Split | ColdStartSplit | Callable[[Interactions], Split | ColdStartSplit] = leave_one_out,
@@ -183,11 +198,15 @@ def run_pipeline(
     compare_to_popularity: bool = False,
     item_text_init: str | None = None,
     fit_on: str = "train",
+    callbacks: Sequence[Callable[[dict[str, float]], bool | None]] = (),
+    evaluate_test: bool = True,
 ) -> RunResult:
     """Fit ``model`` on the training part of ``split(data)``, select on validation, report test metrics.
 
     - ``model``: a factory (class or partial) called with the ``num_users``/``num_items``/``features``
       it leaves open; ``batches`` likewise, with ``data=`` the training split.
+    - ``data``: interactions, or the CTR rows of libsvm / libFM files (a :class:`~recsys.data.ctr_files.CTRTable`,
+      for LR / FM / DeepFM with ``features=field_features(data.fields)``, split by ``random_split`` or ``file_split``).
     - ``split``: a split or a function of the data returning one; a :class:`ColdStartSplit`
       (:func:`recsys.cold_start_split`) has no validation part, so the model fits for its epoch budget and
       the test items (never seen in training) are ranked among all items.
@@ -200,6 +219,9 @@ def run_pipeline(
     - ``run_dir``: where the run is saved (:func:`recsys.runs.load_run` reads it back).
     - ``fit_on``: ``"train"`` selects the best epoch on validation; ``"train+valid"`` fits on both for
       ``trainer.epochs`` without validation (the final protocol of the papers and of ``recsys bench``).
+    - ``callbacks``: handed to :meth:`Trainer.fit`, called with every evaluation row (a True answer stops training).
+    - ``evaluate_test``: False never touches ``split.test`` (hyperparameter search selects on validation only):
+      ``result.test`` is empty and no popularity baseline is scored.
 
     Torch's RNG is seeded with ``seed`` inside the run and restored after it.
     """
@@ -211,8 +233,9 @@ def run_pipeline(
     run_dir = Path(run_dir) if run_dir is not None else None
     with _seeded(seed):
         split = split(data) if callable(split) else split
-        log.info("%s | train %d, valid %d, test %d interactions", data, split.train.num_interactions,
-                 split.valid.num_interactions, split.test.num_interactions)
+        _check_parts(data, split, ("train", "test") if evaluate_test else ("train",))
+        log.info("%s | train %d, valid %d, test %s interactions", data, split.train.num_interactions,
+                 split.valid.num_interactions, split.test.num_interactions if evaluate_test else "(not read)")
         history = split.train.concat(split.valid)  # what is known at test time
         fit_data = split.train if fit_on == "train" else history
         if features is not None:  # a copy: the caller's pipeline stays as it was (unfitted, or fitted on other data)
@@ -244,15 +267,17 @@ def run_pipeline(
         prepare_seconds = time.perf_counter() - fit_started
         # what the model decides about its batches (SASRec: max_len, negatives) where the caller left it open
         batch_iter = _build(batches, {**net.batch_arguments(), "data": fit_data, **available})[0] if batches is not None else None
-        result = trainer.fit(net, batch_iter, optimizer, validate=validate, run_dir=run_dir, resume_from=resume_from)
+        result = trainer.fit(net, batch_iter, optimizer, validate=validate, run_dir=run_dir, resume_from=resume_from,
+                             callbacks=callbacks)
         test_per_user: dict[str, torch.Tensor] | None = None
-        if "per_user" in inspect.signature(evaluator.evaluate_model).parameters:
+        test: dict[str, float] = {}  # stays empty without evaluate_test: split.test is never read
+        if evaluate_test and "per_user" in inspect.signature(evaluator.evaluate_model).parameters:
             test_per_user = {}
             test = evaluator.evaluate_model(net, history, split.test, per_user=test_per_user)
-        else:
+        elif evaluate_test:
             test = evaluator.evaluate_model(net, history, split.test)
         popularity = None
-        if compare_to_popularity and isinstance(evaluator, RankingEvaluator) and not isinstance(net, Popularity):
+        if evaluate_test and compare_to_popularity and isinstance(evaluator, RankingEvaluator) and not isinstance(net, Popularity):
             baseline = Popularity(data.num_items)
             baseline.prepare(history, generator)
             popularity = evaluator.evaluate_model(baseline.to(device), history, split.test)
@@ -262,11 +287,12 @@ def run_pipeline(
                     history=history, popularity_test=popularity, run_dir=run_dir, epochs=result.history,
                     fit_interactions=fit_data.num_interactions, test_per_user=test_per_user, features=features)
     if run_dir is not None and is_main_process():
-        save_run(run_dir, net, kwargs, history=history, features=features, metrics=out.summary())
+        save_run(run_dir, net, kwargs, history=history, features=features, metrics=out.summary(),
+                 targets={"valid": split.valid, **({"test": split.test} if evaluate_test else {})}, evaluator=evaluator)
         atomic_write_text(run_dir / "results.md", out.table() + "\n")
         if test_per_user:
             frame = pl.DataFrame({name: values.numpy() for name, values in test_per_user.items()})
             atomic_write(run_dir / "per_user_test.parquet", frame.write_parquet)
-        if callable(getattr(net, "item_embeddings", None)):  # the exported artifact, keyed by original item id
+        if callable(getattr(net, "item_embeddings", None)) and not isinstance(history, CTRTable):  # keyed by original item id
             out.recommender.item_embeddings().to_parquet(run_dir / "item_embeddings.parquet")
     return out

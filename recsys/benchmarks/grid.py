@@ -46,7 +46,7 @@ import yaml
 from recsys.errors import ConfigError, DataError
 from recsys.runtime import atomic_write
 
-__all__ = ["Cell", "Grid", "load_grid", "machine_facts", "read_store", "run_grid"]
+__all__ = ["Cell", "Grid", "append_row", "load_grid", "machine_facts", "read_store", "run_grid"]
 
 RESULTS = "results.parquet"
 #: distributions whose versions every row records (those installed)
@@ -183,7 +183,7 @@ def read_store(store: str | Path) -> pl.DataFrame:
                         fix="restore it from a copy or delete it to start the grid again") from None
 
 
-def _append(store: Path, row: dict[str, Any]) -> None:
+def append_row(store: Path, row: dict[str, Any]) -> None:
     """Replace the row of ``row['cell_id']`` (if any) and rewrite the store atomically."""
     old = read_store(store)
     new = pl.DataFrame([row], infer_schema_length=None)
@@ -326,7 +326,7 @@ def run_grid(cells: list[Cell], store: str | Path, *, rerun: bool = False, env: 
             continue
         echo(f"{label}: running")
         row = run_cell(cell, store, env=env, timeout_s=timeout_s)
-        _append(store, row)
+        append_row(store, row)
         detail = f"{row['wall_seconds']:.1f} s" if row["wall_seconds"] is not None else ""
         echo(f"{label}: {row['status']} {detail}" + (f"\n    {row['error']}" if row["error"] else ""))
     return read_store(store)

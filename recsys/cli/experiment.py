@@ -8,7 +8,7 @@ whose run was configured otherwise (``+resume_allow=[key, ...]`` accepts listed 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
 from recsys.cli.validate import check_keys, validate_config
+from recsys.data import Interactions
 from recsys.errors import ConfigError, RecsysError
 from recsys.pipeline import DATA_ARGUMENTS, RunResult, check_compatible, check_monitor, open_arguments, run_pipeline
 from recsys.runtime import atomic_write_text, resolve_device
@@ -110,7 +111,7 @@ def check_resume(cfg: DictConfig, allow: Iterable[str] = ()) -> None:
     path = Path(cfg.resume_from)
     state = load_checkpoint(path, required=TRAINER_KEYS, mmap=True)
     done, epochs, patience = state["epoch"], cfg.trainer.epochs, cfg.trainer.get("patience")
-    if done >= epochs:
+    if epochs is not None and done >= epochs:
         raise ConfigError(f"nothing to resume; raise trainer.epochs: the run completed {done} of "
                           f"trainer.epochs={epochs}", where=str(path), fix=f"resume with trainer.epochs > {done}")
     if patience is not None and state.get("evals_since_best", 0) >= patience:
@@ -135,8 +136,33 @@ def check_resume(cfg: DictConfig, allow: Iterable[str] = ()) -> None:
             f"+resume_allow=[{','.join(sorted(differing))}]")
 
 
-def run_experiment(cfg: DictConfig, run_dir: Path) -> RunResult:
-    """Validate ``cfg``, then train and evaluate through the pipeline; the run is saved in ``run_dir``."""
+def _missing(node: DictConfig) -> list[str]:
+    """The ``???`` keys of a config node."""
+    return [str(k) for k in node.keys() if OmegaConf.is_missing(node, k)]
+
+
+def _fill_from_data(node: DictConfig, data: Any) -> DictConfig:
+    """Fill a features config's ``???`` keys from the dataset's attributes of the same name (``fields``)."""
+    node = node.copy()
+    for key in _missing(node):
+        value = getattr(data, key, None)
+        if value is None:
+            raise ConfigError(f"features.{key} comes from the dataset, but {data!r} has no {key}", where="features",
+                              fix="features=fields declares the fields of CTR files (dataset=libfm, dataset=libsvm); for "
+                                  "MovieLens use features=movielens (the CTR models' default)")
+        node[key] = value
+    return node
+
+
+def run_experiment(cfg: DictConfig, run_dir: Path | None, *, data: Interactions | None = None,
+                   callbacks: Sequence[Callable[[dict[str, float]], bool | None]] = (),
+                   evaluate_test: bool = True) -> RunResult:
+    """Validate ``cfg``, then train and evaluate through the pipeline; the run is saved in ``run_dir`` (None: not saved).
+
+    ``data``: the dataset ``cfg.dataset`` describes, when the caller loaded it already (a search reuses it across
+    trials); ``callbacks`` and ``evaluate_test`` go to :func:`~recsys.pipeline.run_pipeline` (False: ``split.test``
+    is never read).
+    """
     allow = resume_allow(cfg)
     model_cfg = cfg.model
     unknown = [key for key in model_cfg.keys() if key not in MODEL_KEYS]
@@ -149,7 +175,9 @@ def run_experiment(cfg: DictConfig, run_dir: Path) -> RunResult:
     trainer = build(cfg.trainer, "trainer")
     resolve_device(trainer.device, where="trainer.device")
     evaluator = factory(cfg.eval, "eval")
-    features = build(cfg.features, "features") if cfg.get("features") else None
+    features_cfg = cfg.get("features") or None
+    from_data = features_cfg is not None and bool(_missing(features_cfg))  # e.g. features=fields: the dataset's fields
+    features = build(features_cfg, "features") if features_cfg is not None and not from_data else None
     if features is None or "features" not in open_arguments(evaluator):  # else built once the features are fitted
         evaluator = evaluator()
         check_monitor(trainer, evaluator)
@@ -159,13 +187,18 @@ def run_experiment(cfg: DictConfig, run_dir: Path) -> RunResult:
     if cfg.resume_from is not None:
         check_resume(cfg, allow)
     seed_everything(cfg.seed)
-    data = build(cfg.dataset, "dataset")
+    data = build(cfg.dataset, "dataset") if data is None else data
+    if from_data:
+        features_cfg = _fill_from_data(features_cfg, data)
+        features = build(features_cfg, "features")
     split = build(cfg.split, "split", data=data)
     sizes = {"num_users": data.num_users, "num_items": data.num_items}
-    if is_main_process():
+    if run_dir is not None and is_main_process():
         resolved = OmegaConf.to_container(cfg, resolve=True)
         module = resolved["model"]["module"]
         module.update({k: v for k, v in sizes.items() if k in module})
+        if from_data:
+            resolved["features"] = OmegaConf.to_container(features_cfg, resolve=True)
         atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(resolved)))
     return run_pipeline(
         data,
@@ -183,4 +216,6 @@ def run_experiment(cfg: DictConfig, run_dir: Path) -> RunResult:
         compare_to_popularity=cfg.compare_to_popularity,
         item_text_init=cfg.get("item_text_init"),
         fit_on=cfg.get("fit_on", "train"),
+        callbacks=callbacks,
+        evaluate_test=evaluate_test,
     )

@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from recsys.errors import RecsysError
+from recsys.errors import ConfigError, RecsysError
 from recsys.evaluation.table import format_table
-from recsys.runs import load_run
+from recsys.runs import LoadedRun, load_run
 from recsys.runtime import atomic_write, atomic_write_text
 
 USAGE_ERROR = 2
@@ -60,7 +60,7 @@ def _write_frame(frame: pl.DataFrame, out: str | None, limit: int = 20) -> None:
 
 
 def recommend(args: argparse.Namespace) -> None:
-    run = load_run(args.run_dir, device=args.device)
+    run = _catalogue_run(args.run_dir, device=args.device)
     users = _ids(args.users, args.users_file, run.users.ids.dtype)
     users = run.users.ids if users is None else users
     frame = run.recommend(users, N=args.k, filter_already_liked_items=not args.keep_seen, batch_size=args.batch_size,
@@ -69,7 +69,7 @@ def recommend(args: argparse.Namespace) -> None:
 
 
 def similar(args: argparse.Namespace) -> None:
-    run = load_run(args.run_dir, device=args.device)
+    run = _catalogue_run(args.run_dir, device=args.device)
     items = _ids(args.items, args.items_file, run.items.ids.dtype)
     items = run.items.ids if items is None else items
     _write_frame(run.similar_items(items, N=args.k, item_columns=_columns(args.item_columns)), args.out)
@@ -80,7 +80,7 @@ def _columns(value: str | None) -> list[str] | None:
 
 
 def export(args: argparse.Namespace) -> None:
-    run = load_run(args.run_dir, device="cpu")
+    run = _catalogue_run(args.run_dir, device="cpu")
     vectors = run.user_embeddings() if args.which == "users" else run.item_embeddings()
     out = Path(args.out or Path(args.run_dir) / f"{args.which[:-1]}_embeddings.{ {'parquet': 'parquet', 'npy': 'npy', 'word2vec': 'txt'}[args.format]}")
     if args.format == "parquet":
@@ -125,6 +125,15 @@ def parser() -> argparse.ArgumentParser:
     exp.add_argument("--out", help="output file (default: RUN_DIR/item_embeddings.<ext>)")
     exp.set_defaults(run=export)
     return top
+
+
+def _catalogue_run(path: str, device: str) -> LoadedRun:
+    """The run at ``path``; a ConfigError for a run on CTR rows, which has no users or items."""
+    run = load_run(path, device=device)
+    if "ctr_table" in run.info:
+        raise ConfigError("this run scores CTR rows of libsvm / libFM files: it has no users or items to recommend, "
+                          "relate or export", where=str(path), fix=f"score rows with: recsys evaluate {path} --data FILE")
+    return run
 
 
 def main(argv: list[str]) -> int:

@@ -23,7 +23,9 @@ RUN_COMMANDS = ("recommend", "similar", "export")
 
 USAGE = """usage: recsys [train] [hydra overrides ...]     train and evaluate (see `recsys train --help`)
        recsys recommend|similar|export RUN_DIR [options]   use a saved run (see `recsys recommend --help`)
+       recsys evaluate RUN_DIR [--split valid|test] [--data FILE]   score a saved run with its evaluator
        recsys compare GRID [GRID ...] [options]   run a benchmark grid of conf/compare/ into a results store
+       recsys tune SPACE [overrides ...] [options]   hyperparameter search of conf/tune/ on the validation split
        recsys report STORE [options]        Markdown + HTML report with plots from a results store
        recsys plot RUN_DIR [--out FILE]     one run's training curves as a PNG
        recsys bench {%s} [args ...]      run a benchmark and print its table""" % ",".join(BENCHMARKS)
@@ -38,10 +40,18 @@ def main(argv: list[str] | None = None) -> None:
         from recsys.cli.inference import main as run_command
 
         raise SystemExit(run_command(args))
+    if args and args[0] == "evaluate":
+        from recsys.cli.evaluate import main as evaluate
+
+        raise SystemExit(evaluate(args[1:]))
     if args and args[0] == "compare":
         from recsys.cli.compare import main as compare
 
         raise SystemExit(compare(args[1:]))
+    if args and args[0] == "tune":
+        from recsys.cli.tune import main as tune
+
+        raise SystemExit(tune(args[1:]))
     if args and args[0] in ("report", "plot"):
         from recsys.cli.report import plot_main, report_main
 

@@ -12,6 +12,7 @@ import os
 import shutil
 import socket
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 import hydra
@@ -20,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from recsys.cli.config_dir import config_dir
 from recsys.cli.experiment import run_experiment
+from recsys.data.ctr_files import default_name
 from recsys.errors import RecsysError
 from recsys.training import destroy_distributed, is_distributed, is_main_process
 
@@ -103,21 +105,27 @@ def _run(cfg: DictConfig) -> None:
             destroy_distributed()
     if not main_process:
         return
-    print(
-        f"\n{type(result.model).__name__} on {result.dataset} ({result.num_users:,} users, {result.num_items:,} items), "
-        f"best epoch {result.best_epoch}, trained in {result.train_seconds:.1f} s"
-    )
+    size = (f"{result.num_users:,} users, {result.num_items:,} items" if result.num_users or result.num_items
+            else f"{result.fit_interactions:,} training rows")  # CTR rows have no user/item vocabularies
+    print(f"\n{type(result.model).__name__} on {result.dataset} ({size}), best epoch {result.best_epoch} "
+          f"(trainer.monitor={cfg.trainer.monitor}), trained in {result.train_seconds:.1f} s")
     print(result.table())
     print(f"run directory: {run_dir}")
 
 
-def dataset_slug(name: object) -> str:
-    """The run directory's dataset part: a dataset name as is, a file path by its stem (``/x/Beauty.txt`` -> ``Beauty``).
+def dataset_slug(dataset: object) -> str:
+    """The run directory's dataset part, from the ``dataset`` config (or its name): a dataset name as is, a file
+    path by its stem (``/x/Beauty.txt`` -> ``Beauty``), CTR files by their ``name`` or the train file's stem.
 
     >>> dataset_slug("ml-100k"), dataset_slug("/data/my clicks.csv")
     ('ml-100k', 'my_clicks')
+    >>> dataset_slug({"name": None, "train": "/data/frappe/frappe.train.libfm"})
+    'frappe'
     """
-    text = str(name)
+    if isinstance(dataset, (DictConfig, Mapping)):
+        name = dataset.get("name")
+        dataset = name if name is not None or dataset.get("train") is None else default_name(dataset["train"])
+    text = str(dataset)
     if "/" in text or "\\" in text or Path(text).suffix in (".csv", ".parquet", ".txt", ".tsv"):
         text = Path(text).stem
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in text) or "dataset"

@@ -1,6 +1,7 @@
 """Raw files -> id-mapped interactions, filters, splits, negative samplers and training batches."""
 
 from recsys.data.batches import PairwiseBatches
+from recsys.data.ctr_files import CTRTable, field_features, file_split, load_ctr_files
 from recsys.data.ctr_batches import CTRBatches, FeatureBatches
 from recsys.data.features import CategoricalFeature, FeaturePipeline, MultiCategoricalFeature, NumericFeature
 from recsys.data.fields import EncodedFeatures, FieldSpec, ctr_frame
@@ -25,6 +26,7 @@ __all__ = [
     "ClozeBatches",
     "NextItemBatches",
     "CTRBatches",
+    "CTRTable",
     "CategoricalFeature",
     "EncodedFeatures",
     "FeatureBatches",
@@ -41,9 +43,12 @@ __all__ = [
     "Vocabulary",
     "binarize",
     "deduplicate",
+    "field_features",
+    "file_split",
     "from_frame",
     "k_core",
     "leave_one_out",
+    "load_ctr_files",
     "load_dataset",
     "load_sequence_file",
     "random_split",

@@ -19,7 +19,7 @@ from recsys.data.vocabulary import Vocabulary
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 2  # bump when parsing or the stored layout changes: old entries are then ignored (2: sha256 per file)
+FORMAT_VERSION = 3  # bump when parsing or the stored layout changes: old entries are then ignored (2: sha256 per file; 3: files named by their stem as is)
 
 
 def default_cache_dir() -> Path:

@@ -33,6 +33,7 @@ import polars as pl
 import torch
 from torch import Tensor
 
+from recsys.data.ctr_files import CTRTable
 from recsys.data.fields import EncodedFeatures, FieldSpec, ctr_frame, ctr_labels
 from recsys.data.interactions import Interactions
 from recsys.data.vocabulary import Vocabulary
@@ -381,8 +382,8 @@ class FeaturePipeline:
     def fit_transform(self, train: Interactions | Any) -> EncodedFeatures:
         return self.fit(train).transform(train)
 
-    def labels(self, data: Interactions) -> Tensor:
-        """``(n,)`` float32 click labels ``rating >= label_threshold`` of a split, in its row order."""
+    def labels(self, data: Interactions | CTRTable) -> Tensor:
+        """``(n,)`` float32 click labels ``rating >= label_threshold`` of a split (a CTR table's own 0/1 labels), in its row order."""
         return ctr_labels(data, self.label_threshold)
 
     def field_specs(self) -> list[FieldSpec]:
@@ -436,14 +437,15 @@ class FeaturePipeline:
         return self.features_
 
     def _check(self, data: Interactions | Any, where: str, fitting: bool) -> pl.DataFrame:
-        frame = as_polars(ctr_frame(data) if isinstance(data, Interactions) else data, where)
+        frame = as_polars(ctr_frame(data) if isinstance(data, (Interactions, CTRTable)) else data, where)
         if frame.height == 0:
             raise DataError("the frame has no rows", where=where, fix="pass a non-empty frame")
         declared = self.features if fitting else self.features_
         missing = [f.column for f in declared if f.column not in frame.columns and (f.required or not fitting)]
         if missing:
-            raise DataError(f"missing column(s) {missing}", where=f"{where}; columns present: {frame.columns}",
-                            fix="add the columns, rename them, or set column= on the feature")
+            fix = ("declare the file's fields: features=fields (conf/features/fields.yaml)" if isinstance(data, CTRTable)
+                   else "add the columns, rename them, or set column= on the feature")
+            raise DataError(f"missing column(s) {missing}", where=f"{where}; columns present: {frame.columns}", fix=fix)
         return frame
 
 

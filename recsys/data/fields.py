@@ -14,6 +14,7 @@ import polars as pl
 import torch
 from torch import Tensor
 
+from recsys.data.ctr_files import CTRTable
 from recsys.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
@@ -78,17 +79,22 @@ class EncodedFeatures:
         return {"ids": self.ids, "bag_values": self.bag_values, "bag_offsets": offsets, "dense": self.dense}
 
 
-def ctr_labels(data: Interactions, label_threshold: float) -> Tensor:
-    """``(n,)`` float32 labels ``rating >= label_threshold`` in the row order of ``data.frame``."""
+def ctr_labels(data: Interactions | CTRTable, label_threshold: float) -> Tensor:
+    """``(n,)`` float32 labels ``rating >= label_threshold`` in the row order of ``data.frame``; a
+    :class:`CTRTable`'s own 0/1 labels (its files say what a click is: no threshold applies)."""
+    if isinstance(data, CTRTable):
+        return data.labels
     if not data.has_ratings:
         raise DataError(f"dataset {data.name!r} has no ratings to derive click labels from",
                         where="ctr_labels", fix="use a dataset with a rating column (MovieLens)")
     return (data.ratings >= label_threshold).float()
 
 
-def ctr_frame(data: Interactions) -> pl.DataFrame:
+def ctr_frame(data: Interactions | CTRTable) -> pl.DataFrame:
     """One row per interaction (same order as ``data.frame``): ``user``, ``item`` (indices) and every user/item
-    feature column (e.g. ml-100k: age, gender, occupation, zip, title, genres)."""
+    feature column (e.g. ml-100k: age, gender, occupation, zip, title, genres); a :class:`CTRTable`'s field columns."""
+    if isinstance(data, CTRTable):
+        return data.feature_frame()
     frame = data.frame.select("user", "item")
     for key, features in (("user", data.user_features), ("item", data.item_features)):
         if features is not None:

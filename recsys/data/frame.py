@@ -125,15 +125,17 @@ def build(
     )
 
 
-def _scan(path: Path) -> pl.LazyFrame:
-    """A lazy CSV/TSV/Parquet scan; a DataError if the file is absent or of another type."""
+def _scan(path: Path, separator: str | None = None) -> pl.LazyFrame:
+    """A lazy CSV/TSV/Parquet scan (``separator``: the CSV's, default ',' or tab for .tsv); a DataError if the
+    file is absent or of another type."""
     if not path.is_file():
         raise DataError(f"file not found: {path}", where=str(path), fix="check the path")
     suffix = path.suffix.lower()
     if suffix in (".parquet", ".pq"):
         return pl.scan_parquet(path)
     if suffix in (".csv", ".tsv"):
-        return pl.scan_csv(path, separator="\t" if suffix == ".tsv" else ",", infer_schema_length=10_000)
+        separator = separator or ("\t" if suffix == ".tsv" else ",")
+        return pl.scan_csv(path, separator=separator, infer_schema_length=10_000)
     raise DataError(
         f"unsupported file type {suffix!r}",
         where=str(path),
@@ -141,22 +143,22 @@ def _scan(path: Path) -> pl.LazyFrame:
     )
 
 
-def _columns_of(path: Path) -> list[str]:
+def _columns_of(path: Path, separator: str | None = None) -> list[str]:
     """Column names of a CSV/Parquet file, without reading its rows."""
     try:
-        return _scan(path).collect_schema().names()
+        return _scan(path, separator).collect_schema().names()
     except (pl.exceptions.PolarsError, OSError) as error:
         raise DataError(f"cannot read {path.name}: {error}", where=str(path), fix="check that the file is a valid table") from error
 
 
-def read_table(path: Path, columns: list[str] | None = None) -> pl.DataFrame:
+def read_table(path: Path, columns: list[str] | None = None, separator: str | None = None) -> pl.DataFrame:
     """A CSV or Parquet file, projected to ``columns``; one DataError if absent, unreadable or
     lacking a column."""
     path = Path(path)
     if columns is not None:
-        _require(_columns_of(path), columns, str(path))
+        _require(_columns_of(path, separator), columns, str(path))
     try:
-        lazy = _scan(path)
+        lazy = _scan(path, separator)
         return (lazy.select(columns) if columns is not None else lazy).collect()
     except (pl.exceptions.PolarsError, OSError) as error:
         raise DataError(f"cannot read {path.name}: {error}", where=str(path), fix="check that the file is a valid table") from error
@@ -169,7 +171,7 @@ def _require(present: list[str], needed: list[str], where: str) -> None:
             f"missing column(s) {missing}",
             where=f"{where}; columns present: {present}",
             fix="rename the columns or pass user_col=/item_col=/rating_col=/time_col= "
-            "(None for an absent optional column)",
+            "(None for an absent optional column; on the command line dataset.user_col=..., null for none)",
         )
 
 
@@ -181,11 +183,13 @@ def from_frame(
     rating_col: str | None = "rating",
     time_col: str | None = "timestamp",
     name: str = "custom",
+    separator: str | None = None,
 ) -> Interactions:
     """Interactions from a pandas/polars DataFrame or a CSV/Parquet path.
 
     Columns ``rating_col``/``time_col`` are optional: None skips them, and the default names
     ("rating", "timestamp") are used only when present; other names passed must exist.
+    ``separator`` is a CSV file's (default ',' for .csv, tab for .tsv).
 
     >>> data = from_frame(pl.DataFrame({"user": ["b", "a"], "item": [5, 3], "rating": [4.0, 3.5],
     ...                                 "timestamp": [10, 20]}))
@@ -196,7 +200,7 @@ def from_frame(
     optional = {rating_col: "rating", time_col: "timestamp"}
     if isinstance(frame, (str, Path)):
         where = str(frame)
-        present = _columns_of(Path(frame))
+        present = _columns_of(Path(frame), separator)
     elif isinstance(frame, pd.DataFrame):
         where, present = "pandas DataFrame", [str(c) for c in frame.columns]
     elif isinstance(frame, pl.DataFrame):
@@ -213,7 +217,7 @@ def from_frame(
             renames[column] = new
     _require(present, list(renames), where)
     if isinstance(frame, (str, Path)):
-        table = read_table(Path(frame), list(renames))
+        table = read_table(Path(frame), list(renames), separator)
     elif isinstance(frame, pd.DataFrame):
         table = pl.from_pandas(frame[list(renames)])
     else:

@@ -15,7 +15,8 @@ def load_sequence_file(path: str | Path, name: str | None = None) -> Interaction
     """Interactions from a ``user item1 item2 ...`` file (e.g. S3-Rec's ``Beauty.txt``).
 
     The timestamp of an interaction is its position in the line (0, 1, ...), so the time order
-    of the file is kept. Integer ids stay integers (so index order is numeric order).
+    of the file is kept. Integer ids stay integers (so index order is numeric order). The dataset is
+    named ``name`` or the file's stem (``Beauty.txt`` -> ``Beauty``, as its run directory).
     """
     path = Path(path)
     if not path.is_file():
@@ -45,4 +46,4 @@ def load_sequence_file(path: str | Path, name: str | None = None) -> Interaction
     as_int = rows.select(pl.col("user", "item").cast(pl.Int64, strict=False))
     if not as_int.null_count().sum_horizontal().item():
         rows = rows.with_columns(as_int)
-    return build(rows, name=name or path.stem.lower(), where=str(path))
+    return build(rows, name=name or path.stem, where=str(path))

@@ -25,6 +25,13 @@ class Split:
         return iter((self.train, self.valid, self.test))
 
 
+def _rows_of_users(data: Interactions, where: str) -> None:
+    """A DataError for CTR rows (a :class:`~recsys.data.ctr_files.CTRTable`): they have no users or timestamps."""
+    if not isinstance(data, Interactions):
+        raise DataError(f"{where} splits users' interactions; {data!r} holds CTR rows without users or timestamps",
+                        where=where, fix="split CTR rows with split=random (one file) or split=files (train/valid/test files)")
+
+
 def _parts(data: Interactions, part: np.ndarray) -> Split:
     """Split rows by ``part`` (0 train, 1 valid, 2 test); row order is kept, so no re-sort."""
     mask = pl.Series("part", part)
@@ -42,6 +49,7 @@ def leave_one_out(data: Interactions) -> Split:
     >>> split.test.frame["item"].to_list(), split.valid.frame["item"].to_list(), split.train.num_interactions
     ([0], [2], 2)
     """
+    _rows_of_users(data, "leave_one_out")
     users = data.frame["user"].to_numpy()  # rows are sorted by (user, timestamp, item)
     counts = np.bincount(users, minlength=data.num_users)
     ends = np.cumsum(counts)[counts >= 3]  # one past each long-enough user's last row
@@ -72,6 +80,7 @@ def temporal_split(data: Interactions, ratios: Sequence[float] = (0.8, 0.1, 0.1)
     later part, so no part sees an interaction later than one in a following part.
     """
     train_ratio, valid_ratio, _ = _check_ratios(ratios, "temporal_split(ratios)")
+    _rows_of_users(data, "temporal_split")
     if not data.has_timestamps:
         raise DataError(
             f"dataset {data.name!r} has no timestamps",
@@ -88,8 +97,11 @@ def temporal_split(data: Interactions, ratios: Sequence[float] = (0.8, 0.1, 0.1)
 
 
 def random_split(data: Interactions, ratios: Sequence[float] = (0.8, 0.1, 0.1), seed: int = 0) -> Split:
-    """Each interaction to train / valid / test at random in the given ratios (exact counts)."""
+    """Each interaction (or CTR row) to train / valid / test at random in the given ratios (exact counts)."""
     train_ratio, valid_ratio, _ = _check_ratios(ratios, "random_split(ratios)")
+    if getattr(data, "has_parts", False):
+        raise DataError(f"dataset {data.name!r} comes as separate train/valid/test files; split=random would mix them",
+                        where="split=random", fix="keep the files' parts with split=files (or give one file to split at random)")
     n = data.num_interactions
     generator = torch.Generator().manual_seed(seed)
     order = torch.randperm(n, generator=generator).numpy()

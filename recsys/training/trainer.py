@@ -4,10 +4,11 @@ stopping, checkpoints, resuming, mixed precision and data-parallel runs under ``
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -29,12 +30,15 @@ from recsys.training.checkpoint import (
 from recsys.training.cpu_memory import keep_freed_memory
 from recsys.training.device import resolve_device
 from recsys.training.loggers import MetricLogger, make_loggers
+from recsys.training.monitor import Monitor
 from recsys.training.threads import resolve_threads, torch_threads
 
 log = logging.getLogger(__name__)
 
 Batch = dict[str, Tensor]
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
+#: Called with each evaluation row (``epoch``, ``loss``, ``seconds``, the validation metrics); True stops training.
+EvalCallback = Callable[[dict[str, float]], "bool | None"]
 
 
 class NonFiniteLossError(RecsysError, FloatingPointError):
@@ -141,6 +145,9 @@ class Trainer:
     process-wide and lasting, so opt-in; the CTR experiments turn it on); DeepFM trains ~20% faster on 2 cores.
     ``threads``: torch's CPU threads during ``fit`` (restored after); ``None`` = the CPUs this process may
     use less the other runnable tasks (:func:`~recsys.training.threads.auto_threads`).
+    ``monitor`` is a validation metric or a weighted sum of them (``"auc-logloss"``, :class:`~recsys.training.monitor.Monitor`),
+    compared under ``mode``; an epoch counts as better when it beats the best by more than ``min_delta``.
+    ``epochs=None`` trains until ``patience`` evaluations bring no improvement (it needs validation and a patience).
 
     >>> import functools
     >>> class Mean(Recommender):
@@ -158,7 +165,7 @@ class Trainer:
 
     def __init__(
         self,
-        epochs: int = 20,
+        epochs: int | None = 20,
         device: str = "auto",
         mixed_precision: bool = True,
         cpu_bf16: bool = False,
@@ -167,15 +174,17 @@ class Trainer:
         monitor: str = "ndcg@10",
         mode: str = "max",
         patience: int | None = 5,
+        min_delta: float = 0.0,
         eval_every: int = 1,
         progress: bool = True,
         tensorboard: bool = True,
         threads: int | None = None,
     ) -> None:
         for name, value, ok in [
-            ("epochs", epochs, epochs >= 0),
+            ("epochs", epochs, epochs is None and patience is not None or epochs is not None and epochs >= 0),
             ("mode", mode, mode in ("max", "min")),
             ("patience", patience, patience is None or patience >= 1),
+            ("min_delta", min_delta, min_delta >= 0),
             ("eval_every", eval_every, eval_every >= 1),
             ("grad_clip_norm", grad_clip_norm, grad_clip_norm is None or grad_clip_norm > 0),
             ("threads", threads, threads is None or (type(threads) is int and threads >= 1)),
@@ -184,9 +193,10 @@ class Trainer:
                 raise ConfigError(
                     f"invalid trainer.{name}: {value!r}",
                     where=f"trainer.{name}",
-                    fix="mode is 'max' or 'min'; epochs >= 0; patience >= 1 or null; eval_every >= 1; "
-                    "grad_clip_norm > 0 or null; threads >= 1 or null",
+                    fix="mode is 'max' or 'min'; epochs >= 0, or null with a patience (train until it stops); "
+                    "patience >= 1 or null; min_delta >= 0; eval_every >= 1; grad_clip_norm > 0 or null; threads >= 1 or null",
                 )
+        self._monitor = Monitor.parse(monitor)
         self.epochs = epochs
         self.device = device
         self.mixed_precision = mixed_precision
@@ -196,6 +206,7 @@ class Trainer:
         self.monitor = monitor
         self.mode = mode
         self.patience = patience
+        self.min_delta = min_delta
         self.eval_every = eval_every
         self.progress = progress
         self.tensorboard = tensorboard
@@ -210,6 +221,7 @@ class Trainer:
         validate: Callable[[Recommender], dict[str, float]] | None = None,
         run_dir: str | Path | None = None,
         resume_from: str | Path | None = None,
+        callbacks: Sequence[EvalCallback] = (),
     ) -> FitResult:
         """Train ``model`` on ``batches`` for ``epochs`` epochs; the model ends holding its best weights.
 
@@ -220,9 +232,15 @@ class Trainer:
         ``metrics.csv``, ``tb/`` (if TensorBoard is installed), ``checkpoint.pt`` (best) and
         ``last.pt`` (for ``resume_from``), after removing temporary files a killed write left there.
         Torch uses ``threads`` CPU threads meanwhile.
+
+        ``callbacks``: each is called as ``callback(row)`` after every evaluation (on the main process), with
+        the row just added to the history; one that returns True stops training after this epoch, as early
+        stopping does (the model keeps its best weights, ``stopped_early`` is True). Hyperparameter search
+        prunes trials this way (``recsys tune``). A model without epochs gets one call, whose answer is moot.
         """
         with torch_threads(resolve_threads(self.threads)):
-            return self._fit(model, batches, optimizer, validate=validate, run_dir=run_dir, resume_from=resume_from)
+            return self._fit(model, batches, optimizer, validate=validate, run_dir=run_dir, resume_from=resume_from,
+                             callbacks=tuple(callbacks))
 
     def _fit(
         self,
@@ -233,6 +251,7 @@ class Trainer:
         validate: Callable[[Recommender], dict[str, float]] | None,
         run_dir: str | Path | None,
         resume_from: str | Path | None,
+        callbacks: tuple[EvalCallback, ...] = (),
     ) -> FitResult:
         device = ddp.init_distributed(resolve_device(self.device))
         if device.type == "cpu" and self.cpu_keep_memory:
@@ -242,7 +261,7 @@ class Trainer:
         if run_dir is not None and ddp.is_main_process():
             remove_stale_temp_files(run_dir)
         if not model.trainable or (batches is None and optimizer is None):  # closed-form, or fitted by an engine
-            return self._fit_untrainable(model, validate, run_dir)
+            return self._fit_untrainable(model, validate, run_dir, callbacks)
         if batches is None or optimizer is None:
             raise ConfigError(
                 f"{type(model).__name__} is trained by gradient descent but got no "
@@ -250,6 +269,11 @@ class Trainer:
                 where="Trainer.fit",
                 fix="pass a batch iterable and an optimizer (factory) to fit",
             )
+        if self.epochs is None and validate is None:
+            raise ConfigError(
+                "trainer.epochs=null trains until the validation metric stops improving, but there is no validation",
+                where="trainer.epochs", fix="set trainer.epochs (fit_on=train+valid and splits without a validation part "
+                "train for a fixed number of epochs)")
         if not (hasattr(optimizer, "step") and hasattr(optimizer, "zero_grad")):
             optimizer = optimizer(model.parameters())
         # autocast: fp16/bf16 on CUDA with mixed_precision; bf16 on CPU with cpu_bf16 (fast with AMX / AVX512-BF16)
@@ -266,9 +290,9 @@ class Trainer:
         local_batches = ddp.shard_batches(batches)
         loggers = make_loggers(run_dir, tensorboard=self.tensorboard, history=run.history) if main else []
         best_state: dict[str, Tensor] | None = None
-        stopped_early, train_seconds = False, 0.0
+        stopped_early, asked_to_stop, train_seconds = False, False, 0.0
         try:
-            for index in range(run.epoch, self.epochs):
+            for index in range(run.epoch, self.epochs) if self.epochs is not None else itertools.count(run.epoch):
                 if self.patience is not None and run.evals_since_best >= self.patience:
                     stopped_early = True
                     break
@@ -296,22 +320,25 @@ class Trainer:
                             best_state = {
                                 k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()
                             }
+                        asked_to_stop = any([bool(callback(dict(row))) for callback in callbacks])  # call every one
                     stopped_early = ddp.broadcast_object(
-                        self.patience is not None
-                        and validate is not None
-                        and run.evals_since_best >= self.patience
+                        asked_to_stop
+                        or (self.patience is not None and validate is not None and run.evals_since_best >= self.patience)
                     )
                 if main and run_dir is not None:
                     save_checkpoint(
                         run_dir / "last.pt", training_state(run, model, optimizer, scaler, batches)
                     )
                 if stopped_early:
-                    log.info(
-                        "early stopping after epoch %d: %s did not improve for %d evaluations",
-                        epoch,
-                        self.monitor,
-                        run.evals_since_best,
-                    )
+                    if asked_to_stop:
+                        log.info("stopping after epoch %d: a callback asked to", epoch)
+                    else:
+                        log.info(
+                            "early stopping after epoch %d: %s did not improve for %d evaluations",
+                            epoch,
+                            self.monitor,
+                            run.evals_since_best,
+                        )
                     break
         finally:
             for logger in loggers:
@@ -350,7 +377,7 @@ class Trainer:
         bar = progress_bar(
             batches,
             total=total,
-            desc=f"epoch {index + 1}/{self.epochs}",
+            desc=f"epoch {index + 1}/{self.epochs}" if self.epochs is not None else f"epoch {index + 1}",
             leave=False,
             dynamic_ncols=True,
             disable=not (self.progress and ddp.is_main_process()),
@@ -404,12 +431,15 @@ class Trainer:
         self, run: RunState, row: dict[str, float], validated: bool, loggers: list[MetricLogger]
     ) -> bool:
         """Append ``row`` to the history and loggers; update best and patience; True if it improved."""
-        if validated and self.monitor not in row:
+        missing = [name for name in self._monitor.names if name not in row]
+        if validated and missing:
             raise ConfigError(
-                f"monitored metric {self.monitor!r} is not among the validation metrics",
+                f"monitored metric {missing[0]!r} is not among the validation metrics",
                 where="trainer.monitor",
-                fix=f"set trainer.monitor to one of: {', '.join(sorted(k for k in row if k != 'epoch'))}",
+                fix=f"set trainer.monitor to one of (or a sum of): {', '.join(sorted(k for k in row if k != 'epoch'))}",
             )
+        if validated and self._monitor.combined:
+            row[self.monitor] = self._monitor.value(row)  # the compared score, logged with the metrics
         run.history.append(row)
         for logger in loggers:
             logger.log(row, step=int(row["epoch"]))
@@ -419,9 +449,9 @@ class Trainer:
         if not validated:
             improved = True
         else:
-            value, best = row[self.monitor], run.best_value
+            value, best = self._monitor.value(row), run.best_value
             improved = not math.isnan(value) and (
-                best is None or (value > best if self.mode == "max" else value < best)
+                best is None or (value > best + self.min_delta if self.mode == "max" else value < best - self.min_delta)
             )
             if improved:
                 run.best_value = value
@@ -483,6 +513,7 @@ class Trainer:
         model: Recommender,
         validate: Callable[[Recommender], dict[str, float]] | None,
         run_dir: Path | None,
+        callbacks: tuple[EvalCallback, ...] = (),
     ) -> FitResult:
         """Models without a loss (popularity, closed-form) or fitted by an engine: no epochs, one validation."""
         row: dict[str, float] = {"epoch": 0, "seconds": 0.0}
@@ -496,6 +527,8 @@ class Trainer:
             if checkpoint is not None:
                 state = {"model": model.state_dict(), **asdict(RunState(best_metrics=row, history=[row]))}
                 save_checkpoint(checkpoint, state)
+            for callback in callbacks:
+                callback(dict(row))
         row = ddp.broadcast_object(row)
         return FitResult(
             best_epoch=0,

@@ -10,7 +10,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from recsys.benchmarks.grid import Cell, _append, load_grid, read_store, run_grid
+from recsys.benchmarks.grid import Cell, append_row, load_grid, read_store, run_grid
 from recsys.cli import compare
 from recsys.cli.config_dir import config_dir
 from recsys.errors import ConfigError, DataError
@@ -103,9 +103,9 @@ def test_unknown_grid_and_labels_exit_2(capsys: pytest.CaptureFixture[str]) -> N
 
 
 def test_store_append_replaces_a_cells_row_and_a_damaged_store_says_so(tmp_path: Path) -> None:
-    _append(tmp_path, {"cell_id": "a", "status": "failed", "test/ndcg@10": None})
-    _append(tmp_path, {"cell_id": "b", "status": "ok", "test/ndcg@10": 0.5})
-    _append(tmp_path, {"cell_id": "a", "status": "ok", "test/ndcg@10": 0.25, "test/hr@10": 0.5})
+    append_row(tmp_path, {"cell_id": "a", "status": "failed", "test/ndcg@10": None})
+    append_row(tmp_path, {"cell_id": "b", "status": "ok", "test/ndcg@10": 0.5})
+    append_row(tmp_path, {"cell_id": "a", "status": "ok", "test/ndcg@10": 0.25, "test/hr@10": 0.5})
     frame = read_store(tmp_path).sort("cell_id")
     assert frame["cell_id"].to_list() == ["a", "b"] and frame["status"].to_list() == ["ok", "ok"]
     assert frame["test/ndcg@10"].to_list() == [0.25, 0.5] and frame["test/hr@10"].to_list() == [0.5, None]

@@ -8,9 +8,11 @@ import polars as pl
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
+from omegaconf import OmegaConf
 
 from recsys.cli.config_dir import config_dir
 from recsys.cli.experiment import factory
+from recsys.cli.validate import check_keys
 from recsys.data import from_frame
 from recsys.models import Recommender
 
@@ -58,10 +60,25 @@ def test_trainer_and_eval_configs_instantiate(group: str) -> None:
 
 
 @pytest.mark.parametrize("dataset", options("dataset"))
-def test_dataset_configs_target_load_dataset(dataset: str) -> None:
+def test_dataset_configs_target_a_loader(dataset: str) -> None:
     cfg = compose_with(f"dataset={dataset}")
-    assert cfg.dataset._target_ == "recsys.data.load_dataset"
-    assert cfg.dataset.name == dataset
+    check_keys(cfg.dataset, "dataset")  # every key is an argument of the loader, of its type
+    if cfg.dataset._target_ == "recsys.data.load_ctr_files":  # libsvm / libFM files: the paths are the user's
+        assert cfg.dataset.format == dataset and OmegaConf.is_missing(cfg.dataset, "train")
+    elif dataset == "file":  # any interaction file: its path is the user's
+        assert cfg.dataset._target_ == "recsys.data.load_dataset" and OmegaConf.is_missing(cfg.dataset, "name")
+    else:
+        assert cfg.dataset._target_ == "recsys.data.load_dataset" and cfg.dataset.name == dataset
+
+
+def test_ctr_files_experiment_builds_features_from_the_fields() -> None:
+    cfg = compose_with("experiment=ctr_files", "model=fm")
+    assert cfg.split._target_ == "recsys.data.file_split" and cfg.trainer.epochs is None
+    assert OmegaConf.is_missing(cfg.features, "fields")  # filled from the dataset by the entry point
+    node = cfg.features.copy()
+    node.fields = {"user": "categorical", "tags": "multi", "age": "numeric"}
+    features = instantiate(node, _convert_="all")
+    assert [type(f).__name__ for f in features.features] == ["CategoricalFeature", "MultiCategoricalFeature", "NumericFeature"]
 
 
 @pytest.mark.parametrize("split", options("split"))

@@ -11,7 +11,7 @@ import pytest
 from recsys.data import cache, download, movielens
 from recsys.data.download import Archive
 from recsys.data.load import embedded_folder, load_dataset
-from recsys.errors import DataError
+from recsys.errors import ConfigError, DataError
 
 
 def test_embedded_default(tmp_path):
@@ -123,3 +123,32 @@ def test_env_root_without_the_dataset_falls_back(tmp_path, monkeypatch):
 def test_root_may_be_the_dataset_folder_itself(tmp_path, shared_datasets):
     data = load_dataset("ml-100k", root=shared_datasets / "ml-100k", cache_dir=tmp_path)
     assert data.num_interactions == 100_000
+
+
+@pytest.mark.parametrize(("name", "file_name"), [("amazon-beauty", "beauty.txt"), ("amazon-beauty", "BEAUTY.txt"),
+                                                 ("amazon-sports", "Sports_and_Outdoors.txt")])
+def test_amazon_category_finds_its_file_in_any_case(tmp_path, name, file_name):
+    folder = tmp_path / name
+    folder.mkdir()
+    (folder / file_name).write_text("u1 1 2 3\nu2 2 3\n")
+    data = load_dataset(name, root=tmp_path, cache_dir=tmp_path / "cache")
+    assert data.name == name and data.num_interactions == 5
+
+
+def test_amazon_category_with_two_candidate_files_asks_for_the_path(tmp_path):
+    (tmp_path / "Toys_and_Games.txt").write_text("u1 1 2\n")
+    (tmp_path / "Toys_old.txt").write_text("u1 1 2\n")
+    with pytest.raises(DataError, match="several sequence files match amazon-toys") as error:
+        load_dataset("amazon-toys", root=tmp_path, cache_dir=tmp_path / "cache")
+    assert "dataset.name=" in str(error.value)
+
+
+def test_files_take_column_options_and_named_datasets_refuse_them(tmp_path):
+    path = tmp_path / "Shop.csv"
+    path.write_text("who;what;stars\n1;a;5\n1;b;3\n2;a;4\n")
+    data = load_dataset(str(path), cache_dir=tmp_path, user_col="who", item_col="what", rating_col="stars", separator=";")
+    assert data.name == "Shop" and data.ratings.tolist() == [5.0, 3.0, 4.0] and data.items.ids.to_list() == ["a", "b"]
+    with pytest.raises(ConfigError, match="column options apply to files"):
+        load_dataset("ml-latest-small", cache_dir=tmp_path, user_col="userId")
+    with pytest.raises(DataError, match=r"(?s)missing column\(s\) \[.user., .item.\].*dataset.user_col="):
+        load_dataset(str(path), cache_dir=tmp_path, separator=";")

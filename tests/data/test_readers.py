@@ -84,7 +84,7 @@ def test_sequence_file_parsing(tmp_path):
     path = tmp_path / "Toys.txt"
     path.write_text("u2 b a\n\nu1 c  a b\nu3\n")
     data = load_sequence_file(path)
-    assert data.name == "toys" and data.users.ids.to_list() == ["u1", "u2"]
+    assert data.name == "Toys" and data.users.ids.to_list() == ["u1", "u2"]  # named by the stem, as its run directory
     assert data.frame.rows() == [(0, 2, 0), (0, 0, 1), (0, 1, 2), (1, 1, 0), (1, 0, 1)]
     with pytest.raises(DataError, match="sequence file not found"):
         load_sequence_file(tmp_path / "absent.txt")
