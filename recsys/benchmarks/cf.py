@@ -8,7 +8,9 @@ and peak-memory ratios, (3) with ``--cv``, the 5-fold RMSE of biased MF (``recsy
 The rows stay in the results store (``--store``), so a re-run only runs what is missing and
 ``recsys report STORE`` draws the report.
 
-``python -m recsys.benchmarks.cf --dataset ml-100k --root ../shared/datasets``
+``python -m recsys.benchmarks.cf --dataset ml-100k --root ../shared/datasets``; on your own file (the grid's
+untuned defaults, tables headed by the file's name):
+``recsys bench cf --file ratings.csv --file-option user_col=userId --file-option item_col=movieId --models pop,als``
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
@@ -28,6 +31,21 @@ GRID = Path(__file__).resolve().parents[1] / "conf" / "compare" / "cf.yaml"
 def _grid_file() -> Path:
     """``conf/compare/cf.yaml`` of the installed package, else of the checkout."""
     return GRID if GRID.is_file() else Path(__file__).resolve().parents[2] / "conf" / "compare" / "cf.yaml"
+
+
+def _add_file(grid: Any, file: str, options: list[str], parser: argparse.ArgumentParser) -> str:
+    """Add the user's file to ``grid`` as a dataset named after the file (no per-dataset tuning); returns its name."""
+    path = Path(file).expanduser()
+    if not path.is_file():
+        parser.error(f"--file {file}: no such file (pass the path of a CSV, TSV, Parquet or .txt sequence file)")
+    bad = [o for o in options if "=" not in o or o.startswith("=")]
+    if bad:
+        parser.error(f"--file-option {bad[0]!r}: expected KEY=VALUE, e.g. user_col=userId")
+    name = path.name.split(".")[0] or path.stem
+    if name in grid.datasets:
+        name = f"{name} ({path.parent.name})"  # never mistaken for the tuned dataset of the same name
+    grid.datasets[name] = ["dataset=file", f"dataset.name={path.resolve()}", *(f"dataset.{o}" for o in options)]
+    return name
 
 
 def tables(frame: pl.DataFrame, dataset: str) -> tuple[list[dict], list[dict]]:
@@ -51,6 +69,10 @@ def main(argv: list[str] | None = None) -> int:
     grid = load_grid(_grid_file())
     parser = argparse.ArgumentParser(prog="recsys bench cf", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", default="ml-100k", choices=sorted(grid.datasets))
+    parser.add_argument("--file", default=None, help="your own interaction file (CSV/TSV/Parquet table or a 'user item1 "
+                        "item2 ...' .txt) instead of --dataset: the grid's untuned defaults, tables headed by its name")
+    parser.add_argument("--file-option", action="append", default=[], metavar="KEY=VALUE",
+                        help="a dataset option for --file, repeatable: user_col=userId, item_col=movieId, rating_col=null, ...")
     parser.add_argument("--root", default="../shared/datasets", help="folder holding ml-100k/ and amazon-beauty/")
     parser.add_argument("--models", default=",".join(grid.models), help=f"comma-separated subset of {','.join(grid.models)}")
     parser.add_argument("--seeds", type=int, default=len(grid.seeds))
@@ -66,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown models {unknown}; choose from {list(grid.models)}")
     grid.threads = args.threads
     grid.overrides = [*grid.overrides, f"trainer.device={args.device}"]
+    if args.file is not None:
+        args.dataset = _add_file(grid, args.file, args.file_option, parser)
     cells = grid.cells(root=str(Path(args.root)), datasets=[args.dataset], models=models, seeds=range(args.seeds))
     frame = run_grid(cells, args.store, echo=lambda line: print(line, file=sys.stderr, flush=True))
     frame = frame.filter(pl.col("cell_id").is_in([c.cell_id for c in cells]))
