@@ -127,19 +127,25 @@ def _strings(value: Any, where: str) -> list[str]:
     return list(value)
 
 
-def load_grid(name_or_path: str | Path, config_dir: Path | None = None) -> Grid:
-    """A grid from ``conf/compare/<name>.yaml`` (``config_dir`` is ``conf/``) or a YAML file path."""
+def read_group_yaml(name_or_path: str | Path, config_dir: Path | None, group: str, what: str, where: str) -> tuple[Path, Any]:
+    """``(path, parsed YAML)`` of ``conf/<group>/<name>.yaml`` (``config_dir`` is ``conf/``) or of a YAML file path;
+    a missing file names the group's files, a malformed one the YAML error."""
     path = Path(name_or_path)
     if not path.suffix and config_dir is not None:
-        path = config_dir / "compare" / f"{name_or_path}.yaml"
+        path = config_dir / group / f"{name_or_path}.yaml"
     if not path.is_file():
-        known = sorted(p.stem for p in (config_dir / "compare").glob("*.yaml")) if config_dir else []
-        raise ConfigError(f"grid {str(name_or_path)!r} not found ({path})", where="recsys compare GRID",
+        known = sorted(p.stem for p in (config_dir / group).glob("*.yaml")) if config_dir else []
+        raise ConfigError(f"{what} {str(name_or_path)!r} not found ({path})", where=where,
                           fix=f"name one of {known} or a YAML file" if known else "pass a YAML file")
     try:
-        raw = yaml.safe_load(path.read_text())
+        return path, yaml.safe_load(path.read_text())
     except yaml.YAMLError as error:
         raise ConfigError(f"{path} is not valid YAML: {error}", where=str(path)) from None
+
+
+def load_grid(name_or_path: str | Path, config_dir: Path | None = None) -> Grid:
+    """A grid from ``conf/compare/<name>.yaml`` (``config_dir`` is ``conf/``) or a YAML file path."""
+    path, raw = read_group_yaml(name_or_path, config_dir, "compare", "grid", "recsys compare GRID")
     if not isinstance(raw, dict):
         raise ConfigError(f"{path} must hold a mapping", where=str(path), fix="see recsys.benchmarks.grid's docstring")
     unknown = sorted(set(raw) - _GRID_KEYS)

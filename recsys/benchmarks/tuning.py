@@ -29,8 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import yaml
-
+from recsys.benchmarks.grid import read_group_yaml
 from recsys.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -183,17 +182,7 @@ class SearchSpace:
 
 def load_space(name_or_path: str | Path, config_dir: Path | None = None) -> SearchSpace:
     """A space from ``conf/tune/<name>.yaml`` (``config_dir`` is ``conf/``) or a YAML file path."""
-    path = Path(name_or_path)
-    if not path.suffix and config_dir is not None:
-        path = config_dir / "tune" / f"{name_or_path}.yaml"
-    if not path.is_file():
-        known = sorted(p.stem for p in (config_dir / "tune").glob("*.yaml")) if config_dir else []
-        raise ConfigError(f"search space {str(name_or_path)!r} not found ({path})", where="recsys tune SPACE",
-                          fix=f"name one of {known} or a YAML file" if known else "pass a YAML file")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{path} is not valid YAML: {error}", where=str(path)) from None
+    path, raw = read_group_yaml(name_or_path, config_dir, "tune", "search space", "recsys tune SPACE")
     if not isinstance(raw, dict) or not isinstance(raw.get("params"), dict) or not raw["params"]:
         raise ConfigError(f"{path} needs a non-empty 'params' mapping", where=str(path),
                           fix="see recsys.benchmarks.tuning's docstring")
