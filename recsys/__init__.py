@@ -33,7 +33,7 @@ _SURFACE = {
     "Recommender": "recsys.models", "Popularity": "recsys.models", "BPRMF": "recsys.models", "BiasedMF": "recsys.models",
     "NeuMF": "recsys.models", "ALS": "recsys.models", "EASE": "recsys.models", "Item2Vec": "recsys.models",
     "ContentRecommender": "recsys.models", "SASRec": "recsys.models", "BERT4Rec": "recsys.models", "GRU4Rec": "recsys.models",
-    "LogisticRegression": "recsys.models", "FM": "recsys.models", "DeepFM": "recsys.models",
+    "LogisticRegression": "recsys.models", "FM": "recsys.models", "DeepFM": "recsys.models", "DIN": "recsys.models",
     # training and evaluation
     "Trainer": "recsys.training", "resolve_device": "recsys.runtime",
     "RankingEvaluator": "recsys.evaluation", "RatingEvaluator": "recsys.evaluation", "CTREvaluator": "recsys.evaluation",

@@ -23,7 +23,7 @@ from recsys.errors import CheckpointError
 
 CONF = config_dir()
 MODELS = sorted(path.stem for path in (CONF / "model").glob("*.yaml"))
-EXPERIMENT = {"lr": "lr_ctr", "fm": "fm_ctr", "deepfm": "deepfm_ctr", "biased_mf": "biased_mf_rating"}
+EXPERIMENT = {"lr": "lr_ctr", "fm": "fm_ctr", "deepfm": "deepfm_ctr", "din": "din_ctr", "biased_mf": "biased_mf_rating"}
 FAST = {  # keep each fit to a second or two on 2 cores
     "item2vec": ["model.module.epochs=1"],
     "als": ["model.module.iterations=3"],
@@ -73,6 +73,7 @@ def test_model_config_contract(name: str, cache: Path, tmp_path: Path) -> None:
 
         batches, _ = _build(factory(cfg.model.batches, "model.batches"),
                             {"data": history, "features": getattr(model, "features", None)})
+        kept = {k: v.clone() for k, v in model.state_dict().items()}  # a train-mode step moves batch-norm statistics (Dice)
         model.train()
         loss = model.loss({k: v.to(model.device) if isinstance(v, torch.Tensor) else v for k, v in next(iter(batches)).items()})
         assert loss.dim() == 0 and torch.isfinite(loss)
@@ -80,6 +81,7 @@ def test_model_config_contract(name: str, cache: Path, tmp_path: Path) -> None:
         assert any(p.grad is not None and bool(torch.isfinite(p.grad.to_dense() if p.grad.is_sparse else p.grad).all())
                    for p in model.parameters() if p.requires_grad)
         model.zero_grad(set_to_none=True)
+        model.load_state_dict(kept)
 
     users = torch.arange(min(16, history.num_users))
     before = scores(model, history, users)

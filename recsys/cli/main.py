@@ -11,6 +11,7 @@ BENCHMARKS = {
     "cf": "recsys.benchmarks.cf",
     "cf-cv": "recsys.benchmarks.cross_validation",
     "ctr": "recsys.benchmarks.ctr",
+    "din": "recsys.benchmarks.din",
     "item2vec": "recsys.benchmarks.item2vec",
     "sequential": "recsys.benchmarks.sequential",
     "text": "recsys.benchmarks.text",

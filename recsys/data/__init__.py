@@ -3,7 +3,8 @@
 from recsys.data.batches import PairwiseBatches
 from recsys.data.ctr_files import CTRTable, field_features, file_split, load_ctr_files
 from recsys.data.ctr_batches import CTRBatches, FeatureBatches
-from recsys.data.features import CategoricalFeature, FeaturePipeline, MultiCategoricalFeature, NumericFeature
+from recsys.data.features import (CategoricalFeature, FeaturePipeline, MultiCategoricalFeature, NumericFeature,
+                                   SequenceFeature)
 from recsys.data.fields import EncodedFeatures, FieldSpec, ctr_frame
 from recsys.data.filters import binarize, deduplicate, k_core
 from recsys.data.frame import from_frame
@@ -33,6 +34,7 @@ __all__ = [
     "FeaturePipeline",
     "FieldSpec",
     "MultiCategoricalFeature",
+    "SequenceFeature",
     "NumericFeature",
     "read_libsvm",
     "Interactions",

@@ -8,6 +8,9 @@ Three kinds of field, as in DeepCTR's feature columns and FuxiCTR's feature maps
 - :class:`NumericFeature`: bucketized into a categorical field (quantile or given boundaries; missing
   values to the OOV bucket) or kept dense (standardized with train mean and std; missing -> 0).
 
+and one derived kind, :class:`SequenceFeature`: a row's behaviour history (the user's earlier items), encoded
+with the vocabulary of its ``source`` field and read from that field's table (DIN); it has no table of its own.
+
 :class:`FeaturePipeline` fits on the training split only and transforms any frame (polars or pandas)
 into :class:`EncodedFeatures`: the tensors models read, and the :class:`FieldSpec` list that sizes their
 tables (the embeddings package's ``embedding_fields`` turns it into tables). Every value a vocabulary has not seen
@@ -35,6 +38,7 @@ from torch import Tensor
 
 from recsys.data.ctr_files import CTRTable
 from recsys.data.fields import EncodedFeatures, FieldSpec, ctr_frame, ctr_labels
+from recsys.data.history import previous_items
 from recsys.data.interactions import Interactions
 from recsys.data.vocabulary import Vocabulary
 from recsys.errors import ConfigError, DataError
@@ -47,6 +51,7 @@ __all__ = [
     "FeaturePipeline",
     "MultiCategoricalFeature",
     "NumericFeature",
+    "SequenceFeature",
     "as_polars",
 ]
 
@@ -118,7 +123,7 @@ def _vocabulary_state(vocabulary: Vocabulary) -> dict[str, Any]:
 class _Feature:
     """Shared parts of the three field kinds: name, source column, presence rule, dtype checks."""
 
-    kind: Literal["single", "bag", "dense"] = "single"
+    kind: Literal["single", "bag", "sequence", "dense"] = "single"
 
     def __init__(self, name: str, column: str | None, required: bool) -> None:
         if not name or not isinstance(name, str):
@@ -314,6 +319,99 @@ class NumericFeature(_Feature):
         return self
 
 
+class SequenceFeature(_Feature):
+    """A row's behaviour history: the ``max_len`` most recent ``source`` values (items) its ``user`` had strictly
+    before the row's ``timestamp`` (never the row's own or later ones), oldest first, as one bag per row.
+
+    Encoded with the vocabulary of the ``source`` feature (bound by the pipeline), so a model reads the rows of that
+    field's table (DIN's attention over the behaviour items, sharing the candidate item's embeddings): it declares no
+    table of its own. Fitting keeps the training events (user, time, item row) as context, saved with the pipeline:
+    a later split's rows see the user's training items before them too. A frame without the ``timestamp`` column
+    (ranking "now") gets each user's latest items.
+
+    >>> train = pl.DataFrame({"user": [1, 1, 1], "item": [5, 6, 7], "timestamp": [1, 2, 3]})
+    >>> pipe = FeaturePipeline([CategoricalFeature("item"), SequenceFeature("history", source="item", max_len=2)]).fit(train)
+    >>> enc = pipe.transform(pl.DataFrame({"user": [1, 1], "item": [8, 5], "timestamp": [4, 1]}))
+    >>> enc.bag_values.tolist(), enc.bag_lengths.tolist()  # rows of the item vocabulary (5, 6, 7 -> 0, 1, 2)
+    ([1, 2], [[2, 0]])
+    """
+
+    kind = "sequence"
+
+    def __init__(self, name: str = "history", source: str = "item", max_len: int = 50, user: str = "user",
+                 timestamp: str = "timestamp", required: bool = True) -> None:
+        super().__init__(name, user, required)  # column = the user: a history is a user-side feature when ranking
+        if max_len < 1 or not source:
+            raise ConfigError(f"need max_len >= 1 and a source feature, got {max_len}, {source!r}",
+                              where=f"SequenceFeature({name!r})", fix="set max_len to a positive length")
+        self.source, self.max_len, self.user, self.timestamp = source, max_len, user, timestamp
+
+    def bind(self, source: _Feature) -> SequenceFeature:
+        """Use the fitted ``source`` feature's vocabulary (the pipeline calls this before ``fit`` and after loading)."""
+        if not isinstance(source, CategoricalFeature):
+            raise ConfigError(f"the source of sequence feature {self.name!r} must be a CategoricalFeature, got "
+                              f"{type(source).__name__} {source.name!r}", where=f"SequenceFeature({self.name!r})",
+                              fix="point source= at a single-valued categorical feature (the item)")
+        self.source_ = source
+        return self
+
+    @property
+    def vocabulary_(self) -> Vocabulary:
+        return self.source_.vocabulary_
+
+    @property
+    def num_embeddings(self) -> int:
+        return self.source_.num_embeddings
+
+    def _events(self, frame: pl.DataFrame, where: str, fitting: bool) -> tuple[pl.DataFrame, pl.DataFrame]:
+        """Events ``(user, timestamp, row)`` of the frame's timed rows and the queries ``(user, timestamp)``."""
+        if not hasattr(self, "source_"):
+            raise ConfigError(f"sequence feature {self.name!r} has no source feature bound", where=where,
+                              fix="use it inside a FeaturePipeline that also declares its source feature")
+        users = self._source(frame, ("int", "str"), where) if not fitting else _normalize(frame[self.column])
+        if fitting and _kind(users.dtype) not in ("int", "str"):
+            raise DataError(f"user column {self.column!r} has dtype {users.dtype}", where=where, fix="pass int or str user ids")
+        if self.timestamp in frame.columns:
+            times = frame[self.timestamp]
+            if not times.dtype.is_integer():
+                raise DataError(f"column {self.timestamp!r} has dtype {times.dtype}, not integers", where=where,
+                                fix="pass integer timestamps (e.g. seconds since the epoch)")
+            times = times.cast(pl.Int64)
+        elif fitting:
+            raise DataError(f"sequence feature {self.name!r} needs the column {self.timestamp!r} to order each user's "
+                            f"items; columns present: {frame.columns}", where=where,
+                            fix="use interactions with timestamps, or set timestamp= to the time column")
+        else:
+            times = pl.Series(self.timestamp, [None] * frame.height, pl.Int64)
+        rows = pl.Series("row", self.source_.encode(frame).numpy())
+        queries = pl.DataFrame({"user": users, "timestamp": times})
+        events = queries.with_columns(rows).filter(pl.col("timestamp").is_not_null())
+        return events, queries
+
+    def fit(self, frame: pl.DataFrame) -> SequenceFeature:
+        events, _ = self._events(frame, "SequenceFeature.fit", fitting=True)
+        self.dtype_ = events["user"].dtype
+        self.context_ = events
+        return self
+
+    def encode(self, frame: pl.DataFrame) -> tuple[Tensor, Tensor]:
+        """Flat item rows ``(nnz,)`` (the source vocabulary's rows) and history lengths ``(n,)``, each ``<= max_len``."""
+        events, queries = self._events(frame, "SequenceFeature.transform", fitting=False)
+        events = pl.concat([self.context_, events]).unique()  # the fit frame transformed again adds no events
+        return previous_items(events, queries, self.max_len)
+
+    def state(self) -> dict[str, Any]:
+        return {"dtype": str(self.dtype_), "context": {c: self.context_[c].to_list() for c in self.context_.columns}}
+
+    def load_state(self, state: dict[str, Any]) -> SequenceFeature:
+        self.dtype_ = _dtype(state["dtype"])
+        context = state["context"]
+        self.context_ = pl.DataFrame({"user": pl.Series(context["user"], dtype=self.dtype_),
+                                      "timestamp": pl.Series(context["timestamp"], dtype=pl.Int64),
+                                      "row": pl.Series(context["row"], dtype=pl.Int64)})
+        return self
+
+
 class FeaturePipeline:
     """Declared features and the click ``label_threshold``, fit once on the training split; ``transform`` encodes
     any split or frame the same way. The model, the batches and the evaluator share one fitted pipeline.
@@ -361,7 +459,15 @@ class FeaturePipeline:
         if not active:
             raise DataError(f"none of the declared columns {[f.column for f in self.features]} is in the frame",
                             where=f"FeaturePipeline.fit; columns present: {frame.columns}", fix="declare features for these columns")
-        self.features_ = [f.fit(frame) for f in active]
+        by_name = {f.name: f.fit(frame) for f in active if f.kind != "sequence"}
+        for f in active:  # sequences last: they encode with their (fitted) source's vocabulary
+            if f.kind == "sequence":
+                if f.source not in by_name:
+                    raise ConfigError(f"sequence feature {f.name!r} reads feature {f.source!r}, which is not declared "
+                                      f"(or its column is absent)", where="FeaturePipeline.fit",
+                                      fix=f"declare CategoricalFeature({f.source!r}) in the same pipeline")
+                f.bind(by_name[f.source]).fit(frame)
+        self.features_ = active
         return self
 
     def transform(self, data: Interactions | Any) -> EncodedFeatures:
@@ -370,7 +476,8 @@ class FeaturePipeline:
         frame = self._check(data, "FeaturePipeline.transform", fitting=False)
         n = frame.height
         single = [f.encode(frame) for f in self.features_ if f.kind == "single"]
-        bags = [f.encode(frame) for f in self.features_ if f.kind == "bag"]
+        # sequences ride after the bags (their own bags, no table): models that do not read them slice them off
+        bags = [f.encode(frame) for kind in ("bag", "sequence") for f in self.features_ if f.kind == kind]
         dense = [f.encode(frame) for f in self.features_ if f.kind == "dense"]
         return EncodedFeatures(
             ids=torch.stack(single, 1) if single else torch.zeros(n, 0, dtype=torch.long),  # (n, F_single)
@@ -397,9 +504,14 @@ class FeaturePipeline:
         return sum(f.kind == "dense" for f in self._fitted_or_raise())
 
     @property
+    def sequence_features(self) -> list[SequenceFeature]:
+        """The fitted sequence features, in the order their bags follow the multi-valued fields' bags."""
+        return [f for f in self._fitted_or_raise() if f.kind == "sequence"]
+
+    @property
     def feature_names(self) -> list[str]:
-        """Names of the fitted features: single-valued, bags, dense (the order of the encoded tensors)."""
-        return [f.name for kind in ("single", "bag", "dense") for f in self._fitted_or_raise() if f.kind == kind]
+        """Names of the fitted features: single-valued, bags, sequences, dense (the order of the encoded tensors)."""
+        return [f.name for kind in ("single", "bag", "sequence", "dense") for f in self._fitted_or_raise() if f.kind == kind]
 
     def to_dict(self) -> dict[str, Any]:
         """JSON values: the declarations, the label threshold and (when fitted) every fitted feature's state."""
@@ -421,6 +533,8 @@ class FeaturePipeline:
         if state.get("fitted") is not None:
             by_name = {f.name: f for f in pipe.features}
             pipe.features_ = [by_name[entry["name"]].load_state(entry["state"]) for entry in state["fitted"]]
+            for f in pipe.sequence_features:
+                f.bind(by_name[f.source])
         return pipe
 
     def save(self, path: str | Path) -> Path:
@@ -449,4 +563,4 @@ class FeaturePipeline:
         return frame
 
 
-_FEATURE_TYPES = {cls.__name__: cls for cls in (CategoricalFeature, MultiCategoricalFeature, NumericFeature)}
+_FEATURE_TYPES = {cls.__name__: cls for cls in (CategoricalFeature, MultiCategoricalFeature, NumericFeature, SequenceFeature)}

@@ -91,11 +91,12 @@ def ctr_labels(data: Interactions | CTRTable, label_threshold: float) -> Tensor:
 
 
 def ctr_frame(data: Interactions | CTRTable) -> pl.DataFrame:
-    """One row per interaction (same order as ``data.frame``): ``user``, ``item`` (indices) and every user/item
-    feature column (e.g. ml-100k: age, gender, occupation, zip, title, genres); a :class:`CTRTable`'s field columns."""
+    """One row per interaction (same order as ``data.frame``): ``user``, ``item`` (indices), ``timestamp`` when the
+    data has one, and every user/item feature column (e.g. ml-100k: age, gender, occupation, zip, title, genres); a
+    :class:`CTRTable`'s field columns."""
     if isinstance(data, CTRTable):
         return data.feature_frame()
-    frame = data.frame.select("user", "item")
+    frame = data.frame.select("user", "item", *(["timestamp"] if data.has_timestamps else []))
     for key, features in (("user", data.user_features), ("item", data.item_features)):
         if features is not None:
             features = features.with_columns(pl.col(key).cast(pl.Int64))

@@ -7,6 +7,7 @@ from recsys.models.bert4rec import BERT4Rec
 from recsys.models.bpr import BPRMF
 from recsys.models.content import ContentRecommender
 from recsys.models.deepfm import DeepFM
+from recsys.models.din import DIN
 from recsys.models.ease import EASE
 from recsys.models.fm import FM
 from recsys.models.gru4rec import GRU4Rec
@@ -16,4 +17,4 @@ from recsys.models.neumf import NeuMF
 from recsys.models.popularity import Popularity
 from recsys.models.sasrec import SASRec
 
-__all__ = ["ALS", "BERT4Rec", "BPRMF", "ContentRecommender", "SASRec", "EASE", "FM", "GRU4Rec", "BiasedMF", "DeepFM", "Item2Vec", "LogisticRegression", "NeuMF", "Popularity", "Recommender"]
+__all__ = ["ALS", "BERT4Rec", "BPRMF", "ContentRecommender", "SASRec", "EASE", "FM", "GRU4Rec", "BiasedMF", "DeepFM", "DIN", "Item2Vec", "LogisticRegression", "NeuMF", "Popularity", "Recommender"]

@@ -118,6 +118,8 @@ class CTRModel(Recommender):
                               fix="fit it once on the training split (features.fit(split.train)) and pass that object "
                                   "to the model, the batches and the evaluator")
         self.features, self.embedding_dim, self.sparse, self.init_std = features, embedding_dim, sparse, init_std
+        # sequence features (behaviour histories) ride after the bags and have no table: lookup slices them off
+        self.num_sequences = len(features.sequence_features) if features is not None else 0
         self.bias = nn.Parameter(torch.zeros(1))
         self.embeddings: EmbeddingCollection | None = None
         self.dense_linear: nn.Linear | None = None
@@ -151,8 +153,24 @@ class CTRModel(Recommender):
                               fix="pass features=<a fitted FeaturePipeline> or call build(fields) before training or predicting")
         bags = None
         if self.embeddings.pooled_names:
-            bags = KeyedJagged(self.embeddings.pooled_names, batch["bag_values"], batch["bag_offsets"])
+            values, offsets, _ = self.split_bags(batch)
+            bags = KeyedJagged(self.embeddings.pooled_names, values, offsets)
         return self.embeddings(batch["ids"] if self.embeddings.single_names else None, bags)  # (B, F, 1 + D)
+
+    def split_bags(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor, list[tuple[Tensor, Tensor]]]:
+        """The table bags' values and offsets, and each sequence feature's ``(values (nnz,), offsets (B + 1,))``:
+        the sequences' bags follow the table bags (key-major), so both are slices."""
+        values, offsets = batch["bag_values"], batch["bag_offsets"]
+        if not self.num_sequences:
+            return values, offsets, []
+        num_pooled = len(self.embeddings.pooled_names) if self.embeddings is not None else 0
+        rows = (len(offsets) - 1) // (num_pooled + self.num_sequences)
+        cut = num_pooled * rows
+        sequences = []
+        for s in range(self.num_sequences):  # loop over sequence features (one or two), not rows
+            part = offsets[cut + s * rows : cut + (s + 1) * rows + 1]
+            sequences.append((values[int(part[0]) : int(part[-1])], part - part[0]))
+        return values[: int(offsets[cut])], offsets[: cut + 1], sequences
 
     def embed(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
         """First-order logit ``(B,)`` (bias + weights + dense linear) and the field embeddings ``(B, F, D)``."""

@@ -10,9 +10,34 @@ from torch import Tensor, nn
 
 from recsys.errors import ConfigError
 
-__all__ = ["MLP", "Dense"]
+__all__ = ["MLP", "Dense", "Dice"]
 
-_ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid}
+
+class Dice(nn.Module):
+    """Dice (Zhou et al. 2018, DIN): ``p * x + (1 - p) * alpha * x`` with ``p = sigmoid(batchnorm(x))``, a PReLU whose
+    rectifier point follows the batch statistics of each unit. Reads ``(..., dim)``; statistics over all leading axes.
+
+    >>> Dice(4)(torch.randn(3, 5, 4)).shape
+    torch.Size([3, 5, 4])
+    """
+
+    def __init__(self, dim: int, eps: float = 1e-8) -> None:
+        super().__init__()
+        self.norm = nn.BatchNorm1d(dim, eps=eps)
+        self.alpha = nn.Parameter(torch.zeros(dim))
+
+    def forward(self, x: Tensor) -> Tensor:
+        flat = x.reshape(-1, x.shape[-1])
+        if self.training and len(flat) < 2:  # no batch statistics from one row: the running ones
+            norm = self.norm
+            flat = nn.functional.batch_norm(flat, norm.running_mean, norm.running_var, norm.weight, norm.bias, False, 0.0, norm.eps)
+            return x * (torch.sigmoid(flat).view_as(x) * (1 - self.alpha) + self.alpha)
+        p = torch.sigmoid(self.norm(flat)).view_as(x)
+        return x * (p + (1 - p) * self.alpha)
+
+
+_ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid,
+                "prelu": nn.PReLU, "dice": Dice}
 
 
 class Dense(nn.Module):
@@ -65,7 +90,10 @@ class MLP(nn.Module):
             if batch_norm:
                 layers.append(nn.BatchNorm1d(size))
             # in place after Dense / BatchNorm (neither needs its output for backward): one (B, size) buffer less
-            layers.append(nn.ReLU(inplace=True) if activation == "relu" else _ACTIVATIONS[activation]())
+            if activation == "dice":  # per-unit batch statistics: sized
+                layers.append(Dice(size))
+            else:
+                layers.append(nn.ReLU(inplace=True) if activation == "relu" else _ACTIVATIONS[activation]())
             if dropout > 0:
                 layers.append(nn.Dropout(dropout))
             in_dim = size
