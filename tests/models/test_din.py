@@ -105,3 +105,21 @@ def test_saved_pipeline_and_weights_reproduce_predictions() -> None:
     with torch.no_grad():
         torch.testing.assert_close(again.predict(loaded_pipe.transform(rows).batch()),
                                    model.predict(pipe.transform(rows).batch()), rtol=0, atol=0)
+
+
+def test_out_of_range_history_rows_and_ranking_say_so() -> None:
+    import pytest
+
+    from recsys.errors import ConfigError, DataError
+
+    pipe, encoded, _, _, _ = planted(num_users=20)
+    model = DIN(pipe, embedding_dim=4, hidden_dims=(8,), attention_dims=(8,)).eval()
+    batch = encoded.batch()
+    with torch.no_grad():
+        assert model.predict(batch).shape == (20,)
+        values, offsets = batch["bag_values"].clone(), batch["bag_offsets"]
+        values[-1] = 10_000  # a history row past the item field's rows
+        with pytest.raises(DataError, match="history rows must lie in"):
+            model.predict({**batch, "bag_values": values, "bag_offsets": offsets})
+        with pytest.raises(ConfigError, match="does not rank the whole catalogue"):
+            model.pair_logits(None, None, torch.arange(3))
