@@ -37,6 +37,7 @@ def load(out: Path, name: str) -> optuna.Study:
     return optuna.load_study(study_name=name, storage=storage_url(out / "study.db"))
 
 
+@pytest.mark.slow  # a 6-trial search plus the overlay rerun (~10 s)
 def test_search_finds_the_planted_number_of_factors_and_its_overlay_reruns_it(tmp_path: Path, planted: list[str],
                                                                                capsys: pytest.CaptureFixture[str]) -> None:
     # rank 1 or 2 cannot separate 8 communities; 16 factors can: the planted best value

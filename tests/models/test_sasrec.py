@@ -233,6 +233,7 @@ def test_run_pipeline_hands_the_model_its_batch_arguments() -> None:
     assert recsys.SASRec(num_items=3).dropout.p == 0.5  # the default of conf/model/sasrec*.yaml
 
 
+@pytest.mark.slow  # trains to HR@1 0.9 (~10 s); the sinusoidal table itself is tested fast in tests/nn
 def test_sinusoidal_positions_have_no_parameters_and_learn_the_cycle() -> None:
     from recsys.nn.transformer import sinusoidal_table
 
