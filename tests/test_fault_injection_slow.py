@@ -25,7 +25,7 @@ pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
 EPOCHS = 20
-CHAINS, KILLS_PER_CHAIN = 4, 5
+CHAINS, KILLS_PER_CHAIN = 2, 5  # 10 kills, 4 of them inside a checkpoint write (~100 s)
 SITECUSTOMIZE = '''
 import os, time
 _fsync, _pause = os.fsync, float(os.environ.get("RECSYS_FAULT_FSYNC_SLEEP", "0"))
@@ -100,7 +100,7 @@ def test_sigkill_and_resume_matches_an_uninterrupted_run(tmp_path: Path) -> None
     expected = json.loads((tmp_path / "reference" / "metrics.json").read_text())["test"]
     for final in finals:
         assert json.loads((final / "metrics.json").read_text())["test"] == expected, final
-    assert sum(kills.values()) == CHAINS * KILLS_PER_CHAIN and kills["write"] >= 8, kills
+    assert sum(kills.values()) == CHAINS * KILLS_PER_CHAIN and kills["write"] == CHAINS * (KILLS_PER_CHAIN // 2), kills
     assert sorted(str(p) for p in tmp_path.rglob("*.tmp")) == []
     print(f"\nSIGKILL: {kills['epoch']} during epochs, {kills['write']} during checkpoint writes; "
           f"{len(finals)} resumed chains equal the uninterrupted run")

@@ -193,6 +193,7 @@ def test_cli_recommend_similar_export(fitted, tmp_path: Path, capsys: pytest.Cap
     assert pl.read_parquet(tmp_path / "v.parquet").height == 30
 
 
+@pytest.mark.slow  # trains or starts processes (seconds): the slow step
 def test_cli_bad_input_exits_2(fitted, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     run_dir = str(fitted[1])
     for args in (["recommend", str(tmp_path / "missing")], ["recommend", run_dir, "--users", "nobody"],

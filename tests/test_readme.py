@@ -10,6 +10,7 @@ import pytest
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
+@pytest.mark.slow  # trains or starts processes (seconds): the slow step
 def test_readme_python_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
     blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
     assert blocks, "the README has no python example"
@@ -41,6 +42,7 @@ def test_readme_data_commands_compose() -> None:
             assert cfg.dataset._target_ in ("recsys.data.load_dataset", "recsys.data.load_ctr_files"), command
 
 
+@pytest.mark.slow  # trains or starts processes (seconds): the slow step
 def test_readme_ctr_files_examples_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
     """The Data section's Python: MovieLens written as a libFM triple, FM trained on it, the saved run scored again."""
     import recsys

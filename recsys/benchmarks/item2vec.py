@@ -3,7 +3,8 @@
 Per dataset: leave-one-out split. Ours is ``Item2Vec`` fitted by the SGNS engine through the one
 recipe (:func:`recsys.pipeline.run_pipeline`, ``fit_on="train+valid"``); gensim's is its ``Word2Vec``.
 Both train skip-gram on every user's train + validation items in time order (vector_size 64,
-window 5, negative 5, sample 1e-3, min_count 1, 10 epochs, the same number of threads) and score
+window 5, negative 5, sample 1e-3, min_count 1, 10 epochs, the same number of threads; ``--hs``:
+hierarchical softmax instead, ``hs=1, negative=0`` unless ``--negative`` is given; ``--sg 0``: CBOW) and score
 each user's test item by cosine to the user's last history item, ranked against all items
 (history masked): HR@10 / NDCG@10 as in BASELINES.md. Each (system, seed) trains in a fresh
 subprocess so its peak memory is its own (VmHWM from the end of data loading; it includes the
@@ -45,7 +46,8 @@ def _text_worker(args: argparse.Namespace) -> dict:
 
     lines = Path(datapath("lee_background.cor")).read_text(encoding="latin-1").splitlines()
     corpus = [simple_preprocess(line) for line in lines]
-    settings = dict(vector_size=args.vector_size, window=args.window, negative=args.negative, sg=1, min_count=2, sample=1e-3, epochs=args.epochs, seed=args.seed)
+    settings = dict(vector_size=args.vector_size, window=args.window, negative=args.negative, hs=args.hs, sg=args.sg, min_count=2, sample=1e-3,
+                    epochs=args.epochs, seed=args.seed)
     if args.system == "gensim":
         started = time.perf_counter()
         wv = GensimWord2Vec(corpus, workers=args.workers, **settings).wv
@@ -124,8 +126,8 @@ def _fit_ours(args: argparse.Namespace, data, split, evaluator) -> tuple[dict, f
     from recsys.training import Trainer
     from recsys.training.sgns import SGNSEngine
 
-    model = partial(Item2Vec, vector_size=args.vector_size, window=args.window, negative=args.negative, sg=1, min_count=1, sample=1e-3,
-                    epochs=args.epochs, batch_size=args.batch_size, last_n=1)
+    model = partial(Item2Vec, vector_size=args.vector_size, window=args.window, negative=args.negative, hs=args.hs, sg=args.sg, min_count=1,
+                    sample=1e-3, epochs=args.epochs, batch_size=args.batch_size, last_n=1)
     engine = _SeededSGNS(SGNSEngine(workers=args.workers), args.seed)
     trainer = Trainer(device=args.device, progress=False, patience=None, tensorboard=False)
     reset = _reset_peak()
@@ -139,16 +141,17 @@ def _fit_gensim(args: argparse.Namespace, data, history, test, evaluator) -> tup
 
     offsets, items = history.sequences()
     lengths = offsets.diff()
-    corpus = [s.tolist() for s in torch.split(items, lengths[lengths > 0].tolist())]
+    # str tokens: gensim 4.4 stores hs codes by key, and an int key is read as an index (codes land on the wrong words)
+    corpus = [[str(i) for i in s.tolist()] for s in torch.split(items, lengths[lengths > 0].tolist())]
     reset = _reset_peak()
     started = time.perf_counter()
-    model = GensimWord2Vec(corpus, workers=args.workers, vector_size=args.vector_size, window=args.window, negative=args.negative, sg=1,
-                           min_count=1, sample=1e-3, epochs=args.epochs, seed=args.seed)
+    model = GensimWord2Vec(corpus, workers=args.workers, vector_size=args.vector_size, window=args.window, negative=args.negative, hs=args.hs,
+                           sg=args.sg, min_count=1, sample=1e-3, epochs=args.epochs, seed=args.seed)
     seconds = time.perf_counter() - started
     peak_mb = _memory_kb("VmHWM") / 1024 if reset else float("nan")
     table = torch.zeros(data.num_items, args.vector_size)
     known = torch.zeros(data.num_items, dtype=torch.bool)
-    rows = torch.as_tensor(np.asarray(model.wv.index_to_key, dtype=np.int64))
+    rows = torch.as_tensor(np.asarray([int(key) for key in model.wv.index_to_key], dtype=np.int64))
     table[rows], known[rows] = torch.as_tensor(model.wv.vectors), True
     unit = F.normalize(table, dim=1)  # (N, D)
     last = history.padded_sequences(1)[:, 0] - 1  # (U,), -1 = no history
@@ -168,7 +171,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--workers", type=int, default=2, help="threads, for both systems")
     parser.add_argument("--vector-size", type=int, default=64)
     parser.add_argument("--window", type=int, default=5)
-    parser.add_argument("--negative", type=int, default=5)
+    parser.add_argument("--negative", type=int, default=None, help="noise words per positive (default 5; 0 with --hs)")
+    parser.add_argument("--hs", action="store_const", const=1, default=0, help="hierarchical softmax (hs=1) for both systems")
+    parser.add_argument("--sg", type=int, choices=[0, 1], default=1, help="1 skip-gram, 0 CBOW (mean of the contexts)")
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--batch-size", type=int, default=256, help="ours: centers per SGD step")
     parser.add_argument("--device", default="auto", help="ours: cpu, cuda or auto")
@@ -181,6 +186,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.negative is None:
+        args.negative = 0 if args.hs else 5
     if args.system_worker:
         args.system = args.system_worker
         print(json.dumps(_worker(args)))
@@ -205,6 +212,7 @@ def main(argv: list[str] | None = None) -> int:
             for system in systems if seed % 2 else systems[::-1]:  # alternate the order against load drift
                 command = [sys.executable, "-m", "recsys.benchmarks.item2vec", "--worker", system, "--dataset", dataset, "--seed", str(seed), "--root", args.root,
                            "--workers", str(args.workers), "--vector-size", str(args.vector_size), "--window", str(args.window), "--negative", str(args.negative),
+                           "--sg", str(args.sg), *(["--hs"] if args.hs else []),
                            "--epochs", str(args.epochs), "--batch-size", str(args.batch_size), "--device", args.device]
                 done = subprocess.run(command, capture_output=True, text=True, check=False)
                 if done.returncode != 0:
@@ -220,7 +228,8 @@ def main(argv: list[str] | None = None) -> int:
             ours, peer = means["ours"], means["gensim"]
             rows.append({"data": dataset, "system": "ours / gensim", "train s": ours["seconds"] / peer["seconds"], "words/s": round(ours["words_per_s"] / peer["words_per_s"], 2),
                          "peak MiB": round(ours["peak_mb"] / peer["peak_mb"], 2), **{k: ours[k] / peer[k] for k in QUALITY if k in ours}})
-    print(f"item2vec: skip-gram, dim {args.vector_size}, window {args.window}, negative {args.negative}, {args.epochs} epochs, "
+    objective = f"{'hierarchical softmax (hs=1), ' if args.hs else ''}negative {args.negative}"
+    print(f"item2vec: {'skip-gram' if args.sg else 'CBOW'}, dim {args.vector_size}, window {args.window}, {objective}, {args.epochs} epochs, "
           f"mean of seeds {args.seeds}; items: full ranking, leave-one-out, score = cosine to the last history item; "
           f"lee: gensim's Lee corpus (min_count 2), Spearman on WordSim-353; words/s = raw tokens x epochs / train seconds")
     print(format_table(rows))

@@ -140,7 +140,8 @@ class GensimItem2Vec:
         bounds = offsets.tolist()
         sentences = [tokens[a:b] for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
         peer = Word2Vec(sentences, vector_size=model.vector_size, window=model.window, negative=model.negative,
-                        sg=model.sg, min_count=model.min_count, sample=model.sample, epochs=model.epochs,
+                        hs=getattr(model, "hs", 0), sg=model.sg, cbow_mean=getattr(model, "cbow_mean", 1),
+                        min_count=model.min_count, sample=model.sample, epochs=model.epochs,
                         alpha=model.alpha, min_alpha=model.min_alpha, ns_exponent=model.ns_exponent,
                         shrink_windows=model.shrink_windows, workers=self.workers, seed=_seed(generator) % 2**31)
         rows = torch.tensor([int(key) for key in peer.wv.index_to_key], dtype=torch.long)

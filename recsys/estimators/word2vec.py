@@ -1,9 +1,9 @@
-"""``Word2Vec``: skip-gram / CBOW with negative sampling in torch (CPU and CUDA), a gensim-style estimator.
+"""``Word2Vec``: skip-gram / CBOW with negative sampling and/or hierarchical softmax in torch (CPU and CUDA), a gensim-style estimator.
 
 A facade: it reads the corpus (token lists, an :class:`~recsys.data.interactions.Interactions`, or a
 user/item frame), builds the vocabulary and hands the training to the SGNS engine
 (:class:`recsys.training.sgns.SGNS`: vectorized minibatch Hogwild SGD, ``workers`` forked processes on
-CPU); the trained vectors come back as :class:`KeyedVectors` (``wv``).
+CPU; negative sampling and/or hierarchical softmax); the trained vectors come back as :class:`KeyedVectors` (``wv``).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import pandas as pd
 import polars as pl
 import torch
 
+from recsys.data.huffman import HuffmanTree
 from recsys.data.skipgram import sentence_ids
 from recsys.embeddings.keyed_vectors import KeyedVectors, _load_npz, _save_npz
 from recsys.errors import ConfigError, DataError
@@ -58,12 +59,16 @@ def corpus_frame(corpus: Any) -> pl.DataFrame:
 
 
 class Word2Vec:
-    """Skip-gram (``sg=1``) or CBOW (``sg=0``) with negative sampling; gensim's hyperparameter names.
+    """Skip-gram (``sg=1``) or CBOW (``sg=0``) with negative sampling (``negative``) and/or hierarchical
+    softmax (``hs=1``, gensim's Huffman tree); gensim's hyperparameter names.
 
     >>> corpus = [["a", "b", "c"], ["x", "y", "z"]] * 200
     >>> model = Word2Vec(vector_size=8, window=2, min_count=1, sample=0, epochs=5, workers=1, seed=0).fit(corpus)
     >>> len(model.wv), model.wv.vector_size, [key for key, _ in model.most_similar("a", topn=5)].count("a")
     (6, 8, 0)
+    >>> hs = Word2Vec(vector_size=8, window=2, hs=1, negative=0, min_count=1, sample=0, epochs=5, workers=1, seed=0).fit(corpus)
+    >>> tuple(hs.syn1_.shape), tuple(hs.syn1neg_.shape), len(hs.tree_)  # V - 1 inner nodes, no negative table
+    ((5, 8), (0, 8), 6)
     """
 
     def __init__(
@@ -71,7 +76,9 @@ class Word2Vec:
         vector_size: int = 100,
         window: int = 5,
         negative: int = 5,
+        hs: int = 0,
         sg: int = 1,
+        cbow_mean: int = 1,
         min_count: int = 5,
         sample: float = 1e-3,
         epochs: int = 5,
@@ -86,14 +93,14 @@ class Word2Vec:
         device: str = "auto",
         init_scale: float = 0.75,
     ) -> None:
-        self.vector_size, self.window, self.negative, self.sg = vector_size, window, negative, sg
+        self.vector_size, self.window, self.negative, self.hs, self.sg, self.cbow_mean = vector_size, window, negative, hs, sg, cbow_mean
         self.min_count, self.sample, self.epochs, self.alpha, self.min_alpha = min_count, sample, epochs, alpha, min_alpha
         self.ns_exponent, self.shrink_windows, self.basket = ns_exponent, shrink_windows, basket
         self.batch_size, self.workers, self.seed, self.device = batch_size, workers, seed, device
         self.init_scale = init_scale
 
     def _engine(self) -> SGNS:
-        """The SGNS hyperparameters of this estimator, checked."""
+        """The training hyperparameters of this estimator, checked."""
         engine = SGNS.from_model(self)
         engine.check(where="Word2Vec")
         for name in ("workers", "min_count"):
@@ -102,14 +109,16 @@ class Word2Vec:
         return engine
 
     def fit(self, corpus: Any) -> Word2Vec:
-        """Build the vocabulary and train; returns ``self`` with ``wv_`` (:class:`KeyedVectors`) set."""
+        """Build the vocabulary and train; returns ``self`` with ``wv_`` (:class:`KeyedVectors`), the output
+        tables ``syn1neg_`` ``(V, D)`` (``(0, D)`` when ``negative=0``) and ``syn1_`` ``(V-1, D)`` with its
+        Huffman tree ``tree_`` (None when ``hs=0``) set."""
         engine = self._engine()
         keys, counts, tokens, offsets = build_vocabulary(corpus_frame(corpus), self.min_count, where="Word2Vec.fit")
         device = resolve_device(self.device, where="Word2Vec(device=...)")
         result = engine.train(counts, tokens, offsets, workers=self.workers, device=device, seed=self.seed)
         self.train_seconds_, self.effective_words_, self.corpus_words_ = result.seconds, result.effective_words, len(tokens) * self.epochs
         self.wv_ = KeyedVectors(keys, result.vectors)
-        self.syn1neg_ = result.syn1neg
+        self.syn1neg_, self.syn1_, self.tree_ = result.syn1neg, result.syn1, result.tree
         self.counts_ = counts
         return self
 
@@ -131,10 +140,12 @@ class Word2Vec:
         return self.wv[key]
 
     def save(self, path: str | Path) -> Path:
-        """Save params, keys, counts and both tables to ``.npz`` (no pickle)."""
+        """Save params, keys, counts and the trained tables to ``.npz`` (no pickle; the tree is rebuilt from the counts)."""
         params = {k: v for k, v in vars(self).items() if not k.endswith("_")}
         wv = self.wv
         arrays = {"vectors": wv.table.numpy(), "syn1neg": self.syn1neg_.numpy(), "counts": self.counts_.numpy()}
+        if self.syn1_ is not None:
+            arrays["syn1"] = self.syn1_.numpy()
         return atomic_write(path, lambda file: _save_npz(file, wv.index_to_key, params, **arrays))
 
     @classmethod
@@ -143,4 +154,6 @@ class Word2Vec:
         model = cls(**params)
         model.wv_ = KeyedVectors(keys, torch.from_numpy(arrays["vectors"]))
         model.syn1neg_, model.counts_ = torch.from_numpy(arrays["syn1neg"]), torch.from_numpy(arrays["counts"])
+        model.syn1_ = torch.from_numpy(arrays["syn1"]) if "syn1" in arrays else None
+        model.tree_ = HuffmanTree.from_counts(model.counts_) if model.syn1_ is not None else None
         return model

@@ -1,4 +1,4 @@
-"""Item2vec (Barkan & Koenigstein 2016): skip-gram with negative sampling over users' item sequences.
+"""Item2vec (Barkan & Koenigstein 2016): skip-gram with negative sampling (or hierarchical softmax) over users' item sequences.
 
 The model holds the item vectors (buffers, so they are in ``state_dict``) and scores; fitting is the
 SGNS engine (``recsys.training.sgns.SGNSEngine``, named under ``engine:`` in the config; no Trainer
@@ -48,7 +48,9 @@ class Item2Vec(Recommender):
         vector_size: int = 64,
         window: int = 5,
         negative: int = 5,
+        hs: int = 0,
         sg: int = 1,
+        cbow_mean: int = 1,
         min_count: int = 1,
         sample: float = 1e-3,
         epochs: int = 10,
@@ -65,12 +67,15 @@ class Item2Vec(Recommender):
             raise ConfigError(f"num_items must be positive, got {num_items}", where="Item2Vec", fix="set model.module.num_items > 0")
         if last_n < 1:
             raise ConfigError(f"last_n must be >= 1, got {last_n}", where="Item2Vec", fix="set model.module.last_n to 1 (the last item) or more")
-        for name, value in (("vector_size", vector_size), ("window", window), ("negative", negative), ("epochs", epochs),
-                            ("batch_size", batch_size), ("min_count", min_count)):
+        for name, value in (("vector_size", vector_size), ("window", window), ("epochs", epochs), ("batch_size", batch_size), ("min_count", min_count)):
             if int(value) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {value}", where="Item2Vec", fix=f"set model.module.{name} to a positive integer")
+        if int(negative) < 0 or hs not in (0, 1) or not (hs or negative):
+            raise ConfigError(f"need negative >= 0 and hs in (0, 1), not both off; got negative={negative}, hs={hs}", where="Item2Vec",
+                              fix="set model.module.negative=5 (negative sampling) and/or model.module.hs=1 (hierarchical softmax)")
         self.num_items, self.last_n = num_items, last_n
-        self.vector_size, self.window, self.negative, self.sg, self.min_count = vector_size, window, negative, sg, min_count
+        self.vector_size, self.window, self.negative, self.hs, self.sg, self.min_count = vector_size, window, negative, hs, sg, min_count
+        self.cbow_mean = cbow_mean
         self.sample, self.epochs, self.alpha, self.min_alpha, self.ns_exponent = sample, epochs, alpha, min_alpha, ns_exponent
         self.shrink_windows, self.basket, self.batch_size = shrink_windows, basket, batch_size
         self.register_buffer("item_vectors", torch.zeros(num_items, vector_size))  # (N, D), rows of unknown items are zero

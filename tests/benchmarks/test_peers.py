@@ -103,6 +103,7 @@ def _their_logits(engine: DeepCTRDeepFM, encoded) -> np.ndarray:
     return np.log(probs) - np.log1p(-probs)
 
 
+@pytest.mark.slow  # trains or starts processes (seconds): the slow step
 @pytest.mark.parametrize("batch_norm", [False, True])
 def test_deepctr_weights_land_in_our_deepfm_and_score_as_deepctr(batch_norm: bool) -> None:
     needs_deepctr()

@@ -60,6 +60,7 @@ def test_the_log_file_follows_the_run(tmp_path: Path) -> None:
     assert "second run" not in (run_dir / "train.log").read_text()
 
 
+@pytest.mark.slow  # trains or starts processes (seconds): the slow step
 def test_two_runs_started_together_get_two_directories(tmp_path: Path) -> None:
     run_dir = tmp_path / "outputs" / "run"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}

@@ -29,6 +29,7 @@ def exit_code(*overrides: str) -> int:
     return info.value.code
 
 
+@pytest.mark.slow  # trains or starts processes (seconds): the slow step
 def test_bpr_run_writes_run_directory(tmp_path: Path, capsys) -> None:
     run_dir = tmp_path / "run"
     train("trainer.epochs=2", "trainer.progress=false", f"hydra.run.dir={run_dir}", f"dataset.cache_dir={tmp_path / 'cache'}")
@@ -43,6 +44,7 @@ def test_bpr_run_writes_run_directory(tmp_path: Path, capsys) -> None:
     assert "num_items: 9724" in (run_dir / "config.yaml").read_text()
 
 
+@pytest.mark.slow  # trains or starts processes (seconds): the slow step
 def test_multirun_runs_each_model(tmp_path: Path, capsys) -> None:
     sweep = tmp_path / "sweep"
     train("-m", "model=pop,bpr", "trainer.epochs=1", "trainer.progress=false", f"hydra.sweep.dir={sweep}",

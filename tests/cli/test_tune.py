@@ -69,6 +69,7 @@ def test_search_finds_the_planted_number_of_factors_and_its_overlay_reruns_it(tm
     assert "optimization_history.png" in report and (out / "optimization_history.png").stat().st_size > 0
 
 
+@pytest.mark.slow  # trains or starts processes (seconds): the slow step
 def test_median_pruner_stops_a_worse_trial_and_a_failing_trial_is_recorded(tmp_path: Path, planted: list[str]) -> None:
     path = space(tmp_path / "bpr.yaml", ["model=bpr", "model.batches.batch_size=64", "trainer.epochs=3",
                                          "trainer.patience=null"],
@@ -92,6 +93,7 @@ def test_median_pruner_stops_a_worse_trial_and_a_failing_trial_is_recorded(tmp_p
     assert rows["pruned_at"].to_list()[2] == 1 and "num_negatives" in rows["error"].to_list()[3]
 
 
+@pytest.mark.slow  # trains or starts processes (seconds): the slow step
 def test_an_interrupted_search_resumes_with_its_finished_trials_kept(tmp_path: Path, planted: list[str],
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     path = space(tmp_path / "ease.yaml", ["model=ease"], {"model.module.reg": {"type": "float", "low": 1.0, "high": 1000.0,

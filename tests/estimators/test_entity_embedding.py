@@ -53,6 +53,7 @@ def test_defaults_are_the_best_setting_of_the_bench_no_cross_fitting_with_logit_
     assert list(enc.get_feature_names_out())[-1] == "shop_logit0" and out.shape == (200, enc.embedding_dims_[0] + 1)
 
 
+@pytest.mark.slow  # trains or starts processes (seconds): the slow step
 def test_learned_embeddings_separate_the_planted_groups_in_a_cross_validated_pipeline() -> None:
     X, y = planted()
     model = Pipeline([
@@ -112,6 +113,7 @@ def test_bad_input_gives_clear_errors(fit_X: pd.DataFrame, transform_X: pd.DataF
         enc.transform(transform_X)
 
 
+@pytest.mark.slow  # trains or starts processes (seconds): the slow step
 def test_fit_transform_cross_fits_and_transform_uses_the_model_fit_on_all_rows() -> None:
     # one category per row and a random target: a model fit on all rows memorizes y, the cross-fitted encoding cannot
     rng = np.random.default_rng(0)

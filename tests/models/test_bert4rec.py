@@ -52,6 +52,7 @@ def test_inference_appends_a_mask_after_the_last_items() -> None:
     assert model.history_len == 3
 
 
+@pytest.mark.slow  # trains or starts processes (seconds): the slow step
 def test_learns_next_item_cycle() -> None:
     torch.manual_seed(0)
     data = _cycle_data()

@@ -76,6 +76,7 @@ def test_implicit_models_learn_planted_structure(name: str) -> None:
     assert precision > 0.9 and precision > 2.5 * random_precision
 
 
+@pytest.mark.slow  # trains or starts processes (seconds): the slow step
 def test_biased_mf_learns_planted_ratings() -> None:
     """Ratings = 3 + u_f * i_f (rank one): held-out RMSE far below the global-mean predictor's."""
     generator = torch.Generator().manual_seed(1)

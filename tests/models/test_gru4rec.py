@@ -118,11 +118,13 @@ def fitted(tmp_path_factory: pytest.TempPathFactory) -> tuple[recsys.RunResult, 
     return fit(cycle_data(), run_dir), run_dir
 
 
+@pytest.mark.slow  # trains or starts processes (seconds): the slow step
 def test_learns_next_item_cycle_through_the_pipeline(fitted: tuple[recsys.RunResult, Path]) -> None:
     result, _ = fitted
     assert result.test["hr@1"] >= 0.9
 
 
+@pytest.mark.slow  # trains or starts processes (seconds): the slow step
 @pytest.mark.parametrize("loss", ["bce", "sampled_softmax"])
 def test_sampled_losses_learn_the_cycle_too(loss: str) -> None:
     result = fit(cycle_data(), loss=loss)  # the pipeline hands the batches one negative per position

@@ -113,6 +113,7 @@ def _train(model: SASRec | torch.nn.Module, batches, steps: int, lr: float = 0.0
             step += 1
 
 
+@pytest.mark.slow  # trains or starts processes (seconds): the slow step
 @pytest.mark.parametrize("loss, negatives", [("ce", 0), ("bce", 1), ("sampled_softmax", 5)])
 def test_learns_next_item_cycle(loss: str, negatives: int) -> None:
     torch.manual_seed(0)
@@ -126,6 +127,7 @@ def test_learns_next_item_cycle(loss: str, negatives: int) -> None:
     assert metrics["hr@1"] > 0.95
 
 
+@pytest.mark.slow  # trains or starts processes (seconds): the slow step
 def test_history_masking_and_inference_api() -> None:
     torch.manual_seed(0)
     data = _cycle_data()

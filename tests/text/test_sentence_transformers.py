@@ -33,6 +33,7 @@ def test_every_weight_mapped(ours):
     assert encoder.num_layers == 6 and encoder.dim == 384 and encoder.pooling == "mean"
 
 
+@pytest.mark.slow  # trains or starts processes (seconds): the slow step
 def test_equal_to_sentence_transformers(ours, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     from sentence_transformers import SentenceTransformer

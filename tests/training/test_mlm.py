@@ -1,5 +1,6 @@
 """The MLM pretraining recipe: the shared Trainer fits the encoder in place."""
 
+import pytest
 import torch
 
 from recsys.text.encoder import BertEncoder
@@ -7,6 +8,7 @@ from recsys.text.tokenizer import TextTokenizer
 from recsys.training.mlm import pretrain_mlm
 
 
+@pytest.mark.slow  # trains or starts processes (seconds): the slow step
 def test_pretraining_lowers_loss_and_updates_the_encoder():
     texts = [f"{a} {b} story" for a in ("red", "green", "blue", "dark") for b in ("apple", "car", "house", "night")] * 4
     tok = TextTokenizer.train(texts, vocab_size=60)

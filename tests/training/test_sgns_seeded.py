@@ -6,6 +6,7 @@ import argparse
 
 import numpy as np
 import polars as pl
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -20,6 +21,7 @@ from recsys.training.sgns import SGNSEngine, SGNSResult
 
 CPU = torch.device("cpu")
 SETTINGS = dict(vector_size=8, window=3, negative=3, sg=1, min_count=1, sample=1e-3, epochs=3, batch_size=16)
+OBJECTIVES = [dict(hs=0, negative=3), dict(hs=1, negative=0), dict(hs=1, negative=3)]  # negative sampling, hierarchical softmax, both
 
 
 def browsing(num_users: int = 60, num_items: int = 30, length: int = 8, seed: int = 0) -> Interactions:
@@ -32,20 +34,21 @@ def browsing(num_users: int = 60, num_items: int = 30, length: int = 8, seed: in
     return from_frame(pl.DataFrame({"user": users.numpy(), "item": items.flatten().numpy(), "timestamp": times.numpy()}))
 
 
-def facade_vectors(data: Interactions, seed: int) -> torch.Tensor:
+def facade_vectors(data: Interactions, seed: int, **overrides) -> torch.Tensor:
     """``(N, D)`` vectors by item index from ``Word2Vec(seed=...)`` on the (user, item index) corpus (zero rows: unknown)."""
-    w2v = Word2Vec(workers=1, seed=seed, device="cpu", **SETTINGS).fit(data.frame.select("user", "item"))
+    w2v = Word2Vec(workers=1, seed=seed, device="cpu", **{**SETTINGS, **overrides}).fit(data.frame.select("user", "item"))
     table = torch.zeros(data.num_items, SETTINGS["vector_size"])
     table[torch.as_tensor(np.asarray(w2v.wv.index_to_key, dtype=np.int64))] = torch.as_tensor(w2v.wv.vectors)
     return table
 
 
-def test_fit_seeded_equals_the_word2vec_facade():
+@pytest.mark.parametrize("objective", OBJECTIVES, ids=["ns", "hs", "hs+ns"])
+def test_fit_seeded_equals_the_word2vec_facade(objective: dict):
     data = browsing()
-    model = Item2Vec(num_items=data.num_items, **SETTINGS)
+    model = Item2Vec(num_items=data.num_items, **{**SETTINGS, **objective})
     result = SGNSEngine(workers=1).fit_seeded(model, data, device=CPU, seed=5)
     assert isinstance(result, SGNSResult) and result.seconds > 0 and result.effective_words > 0
-    assert torch.equal(model.item_vectors, facade_vectors(data, seed=5))
+    assert torch.equal(model.item_vectors, facade_vectors(data, seed=5, **objective))
 
 
 def test_fit_is_fit_seeded_from_the_generator():
@@ -56,7 +59,8 @@ def test_fit_is_fit_seeded_from_the_generator():
     assert torch.equal(by_fit.item_vectors, by_seed.item_vectors) and torch.equal(by_fit.known, by_seed.known)
 
 
-def test_bench_ours_row_through_the_pipeline_keeps_the_facade_numbers():
+@pytest.mark.parametrize("objective", OBJECTIVES[:2], ids=["ns", "hs"])
+def test_bench_ours_row_through_the_pipeline_keeps_the_facade_numbers(objective: dict):
     """The bench's pipeline row equals the former hand-written one: Word2Vec facade + cosine to the last history item."""
     from recsys.benchmarks.item2vec import _fit_ours
 
@@ -64,10 +68,10 @@ def test_bench_ours_row_through_the_pipeline_keeps_the_facade_numbers():
     split = leave_one_out(data)
     history = split.train.concat(split.valid)
     evaluator = RankingEvaluator(ks=(10,), metrics=("hr", "ndcg"))
-    args = argparse.Namespace(vector_size=SETTINGS["vector_size"], window=SETTINGS["window"], negative=SETTINGS["negative"],
-                              epochs=SETTINGS["epochs"], batch_size=SETTINGS["batch_size"], workers=1, device="cpu", seed=7)
+    args = argparse.Namespace(vector_size=SETTINGS["vector_size"], window=SETTINGS["window"], negative=objective["negative"], hs=objective["hs"],
+                              sg=1, epochs=SETTINGS["epochs"], batch_size=SETTINGS["batch_size"], workers=1, device="cpu", seed=7)
     metrics, seconds, _ = _fit_ours(args, data, split, evaluator)
-    unit = F.normalize(facade_vectors(history, seed=7), dim=1)  # (N, D)
+    unit = F.normalize(facade_vectors(history, seed=7, **objective), dim=1)  # (N, D)
     known = unit.norm(dim=1) > 0
     last = history.padded_sequences(1)[:, 0] - 1  # (U,)
     expected = evaluator.evaluate(lambda users: (unit[last[users]] @ unit.T).masked_fill(~known, -torch.inf),
