@@ -163,6 +163,7 @@ def test_ctrl_c_inside_a_write_leaves_no_temp_file(outcomes, tmp_path: Path) -> 
     outcomes.append(("ctrl-c-in-atomic-write", "recovery"))
 
 
+@pytest.mark.slow  # trains or starts processes (seconds): the slow step
 def test_ctrl_c_during_a_checkpoint_write(outcomes, capsys, monkeypatch, tmp_path: Path, cache: Path) -> None:
     save, calls = torch.save, []
 

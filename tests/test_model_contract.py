@@ -57,7 +57,8 @@ def scores(model: recsys.Recommender, history: recsys.Interactions, users: torch
         return model.score_users(users.to(model.device), history).cpu()
 
 
-@pytest.mark.parametrize("name", MODELS)
+# the two slowest contracts (content encodes every item's text, DIN builds each row's history) run in the slow step
+@pytest.mark.parametrize("name", [pytest.param(m, marks=pytest.mark.slow) if m in ("content", "din") else m for m in MODELS])
 def test_model_config_contract(name: str, cache: Path, tmp_path: Path) -> None:
     cfg = compose_run(name, cache)
     run_dir = tmp_path / "run"

@@ -26,6 +26,7 @@ def test_progress_bar_uses_widgets_only_when_installed(widgets: bool, monkeypatc
         runtime._bar_class.cache_clear()
 
 
+@pytest.mark.slow  # trains or starts processes (seconds): the slow step
 def test_no_tqdm_warning_inside_a_kernel_without_ipywidgets() -> None:
     """What tqdm.auto does in a Jupyter kernel without ipywidgets: warn. Ours stays quiet."""
     pytest.importorskip("ipykernel", reason="needs the dev extra (ipykernel)")

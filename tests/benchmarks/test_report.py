@@ -341,6 +341,7 @@ def ctr_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+@pytest.mark.slow  # trains or starts processes (seconds): the slow step
 def test_a_ctr_store_reports_auc_and_logloss_without_paired_tests(ctr_store: Path, tmp_path: Path,
                                                                   capsys: pytest.CaptureFixture[str]) -> None:
     assert default_metrics(load_store(ctr_store)) == ["auc", "logloss"]

@@ -141,6 +141,7 @@ def test_a_trial_left_running_by_a_killed_process_is_failed_and_queued_again(tmp
     assert len(open_study(url, "s", "maximize", fingerprint)[0].trials) == 2  # queued once, not on every resume
 
 
+@pytest.mark.slow  # trains or starts processes (seconds): the slow step
 def test_the_test_split_is_never_read_during_the_search(tmp_path: Path, planted: list[str]) -> None:
     path = space(tmp_path / "ease.yaml", ["model=ease", "split._target_=tests.cli.tune_stub.guarded_split"],
                  {"model.module.reg": {"type": "float", "low": 1.0, "high": 1000.0, "log": True}})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import polars as pl
 import torch
 
@@ -50,6 +51,7 @@ def fit_planted(softmax: bool, epochs: int, attention_activation: str = "dice"):
     return weights[clicked], equal[clicked], accuracy
 
 
+@pytest.mark.slow  # trains or starts processes (seconds): the slow step
 def test_din_attends_more_to_the_behaviour_equal_to_the_candidate() -> None:
     weights, equal, accuracy = fit_planted(softmax=True, epochs=10)
     others = weights.masked_fill(equal, float("-inf")).amax(1)  # the largest weight on another behaviour
@@ -57,6 +59,7 @@ def test_din_attends_more_to_the_behaviour_equal_to_the_candidate() -> None:
     assert float((weights[equal] > others).float().mean()) > 0.95
 
 
+@pytest.mark.slow  # trains or starts processes (seconds): the slow step
 def test_unnormalized_weights_single_out_the_behaviour_equal_to_the_candidate() -> None:
     # the paper's unnormalized weights: the sign is free, the equal behaviour's weight stands out from the others
     weights, equal, accuracy = fit_planted(softmax=False, epochs=20, attention_activation="relu")
