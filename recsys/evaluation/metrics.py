@@ -28,6 +28,7 @@ __all__ = [
     "recall_at_k",
     "reciprocal_rank_at_k",
     "tie_ranks",
+    "top_k_tie_ranks",
 ]
 
 
@@ -56,8 +57,8 @@ _COMPARE_MAX_TARGETS = 8
 def tie_ranks(scores: Tensor, targets: Tensor, mask: Tensor | None = None) -> TieRanks:
     """Count, for each target, the items scored above it and tied with it.
 
-    Up to 8 targets per row are counted by comparison (O(N) each); more use one sort per row plus
-    ``searchsorted``.
+    Up to 8 targets per row are counted by comparison (O(N) each, summed as int32, never copying
+    ``scores``); more use one sort per row plus ``searchsorted``.
 
     ``scores`` (B, N) with excluded items at ``-inf`` (NaN is treated as ``-inf``); ``targets`` (B, R)
     item indices, padded; ``mask`` (B, R) bool, True for real targets (default: all).
@@ -78,20 +79,51 @@ def tie_ranks(scores: Tensor, targets: Tensor, mask: Tensor | None = None) -> Ti
         raise DataError(
             f"target item ids must lie in [0, {num_items})", where="tie_ranks", fix="check the item mapping"
         )
-    scores = torch.where(scores.isnan(), float("-inf"), scores)
     target_scores = scores.gather(1, targets)  # (B, R)
+    valid = mask & (target_scores > float("-inf"))  # NaN compares False: a miss
     if targets.shape[1] <= _COMPARE_MAX_TARGETS:  # few targets (leave-one-out): O(N) counting per target slot
-        above = torch.stack([(scores > target_scores[:, r, None]).sum(1) for r in range(targets.shape[1])], 1)
-        tied = torch.stack([(scores == target_scores[:, r, None]).sum(1) for r in range(targets.shape[1])], 1)
-        below_or_equal, below = num_items - above, num_items - above - tied
+        # a NaN item is neither above nor tied with a valid target: no NaN -> -inf copy of the scores is needed
+        above = torch.stack([(scores > target_scores[:, r, None]).sum(1, dtype=torch.int32)
+                             for r in range(targets.shape[1])], 1) if targets.shape[1] else valid.int()
+        tied = torch.stack([(scores == target_scores[:, r, None]).sum(1, dtype=torch.int32)
+                            for r in range(targets.shape[1])], 1) if targets.shape[1] else valid.int()
     else:  # many targets: one sort per row, then binary search
-        ordered = scores.sort(dim=1).values  # (B, N) ascending
+        ordered = torch.where(scores.isnan(), float("-inf"), scores).sort(dim=1).values  # (B, N) ascending
         below_or_equal = torch.searchsorted(ordered, target_scores, right=True)
-        below = torch.searchsorted(ordered, target_scores)
-    valid = mask & (target_scores > float("-inf"))
-    greater = torch.where(valid, num_items - below_or_equal, num_items).double()
-    equal = torch.where(valid, below_or_equal - below, 1).double()
+        above, tied = num_items - below_or_equal, below_or_equal - torch.searchsorted(ordered, target_scores)
+    greater = torch.where(valid, above, num_items).double()
+    equal = torch.where(valid, tied, 1).double()
     return TieRanks(greater, equal, valid, mask.sum(dim=1).double())
+
+
+def top_k_tie_ranks(top_values: Tensor, target_scores: Tensor, valid: Tensor, num_targets: Tensor,
+                    kth_ties: Tensor, num_items: int) -> TieRanks:
+    """:class:`TieRanks` from each user's K highest scores, exact for every metric at k <= K.
+
+    ``top_values`` (B, K): the K highest scores per row, descending, excluded items and NaN left out
+    (``-inf`` pads rows with fewer than K scorable items); ``target_scores`` (B, R); ``valid`` (B, R): real
+    targets with a finite score; ``num_targets`` (B,); ``kth_ties`` (B,): how many items score exactly
+    ``top_values[:, -1]``, read only in rows where a valid target does. A target scored above the K-th value
+    has all its higher and tied items in the top K, so both counts are exact; one tied with the K-th value
+    has its ``greater`` exact and ``equal = kth_ties``; one below it has at least K items above it, counts
+    nothing at any k <= K, and is reported as ``greater = K``, ``equal = 1``.
+
+    >>> r = top_k_tie_ranks(torch.tensor([[3.0, 1.0]]), torch.tensor([[1.0, 0.0]]), torch.tensor([[True, True]]),
+    ...                     torch.tensor([2.0]), kth_ties=torch.tensor([2]), num_items=4)
+    >>> r.greater.tolist(), r.equal.tolist()
+    ([[1.0, 2.0]], [[2.0, 1.0]])
+    """
+    k = top_values.shape[1]
+    kth = top_values[:, -1:]  # (B, 1)
+    queries = torch.where(valid, target_scores, kth)  # invalid targets (NaN) never reach the binary search
+    ascending = top_values.flip(1).contiguous()
+    below_or_equal = torch.searchsorted(ascending, queries, right=True)
+    above, tied = k - below_or_equal, below_or_equal - torch.searchsorted(ascending, queries)  # (B, R)
+    tied = torch.where(queries == kth, kth_ties.view(-1, 1).to(tied.dtype), tied)
+    beyond = queries < kth
+    greater = torch.where(valid, torch.where(beyond, k, above), num_items).double()
+    equal = torch.where(valid & ~beyond, tied, 1).double()
+    return TieRanks(greater, equal, valid, num_targets.double())
 
 
 def _discounts(k: int, device: torch.device) -> Tensor:

@@ -25,7 +25,7 @@ from torch import Tensor
 
 from recsys.embeddings.keyed_vectors import KeyedVectors
 from recsys.errors import ConfigError, DataError
-from recsys.models.base import Recommender, check_indices
+from recsys.models.base import Recommender, check_candidates, check_indices
 from recsys.runtime import progress_bar
 
 if TYPE_CHECKING:
@@ -207,6 +207,11 @@ class ALS(Recommender):
     def score_users(self, users: Tensor, history: Interactions | None) -> Tensor:
         check_indices(users, self.num_users, "users", "ALS.score_users")
         return self.user_factors[users] @ self.item_factors.T  # (B, N)
+
+    def score_items(self, users: Tensor, items: Tensor, history: Interactions | None) -> Tensor:
+        check_indices(users, self.num_users, "users", "ALS.score_items")
+        items = check_candidates(users, items, self.num_items, "ALS.score_items")  # (B, C)
+        return torch.bmm(self.item_factors[items], self.user_factors[users].unsqueeze(2)).squeeze(2)  # (B, C)
 
     def recalculate_users(self, history: Interactions) -> Tensor:
         """Factors ``(U, k)`` of every user of ``history`` (users may be new) against the fixed item factors.

@@ -53,6 +53,18 @@ def check_indices(index: Tensor, size: int | Sequence[int], name: str, where: st
         )
 
 
+def check_candidates(users: Tensor, items: Tensor, num_items: int, where: str) -> Tensor:
+    """Candidate ``items`` for ``score_items`` as ``(B, C)`` (a ``(C,)`` row is shared by every user), checked."""
+    items = torch.as_tensor(items)
+    if items.dim() == 1:
+        items = items.unsqueeze(0).expand(users.shape[0], -1)
+    if items.dim() != 2 or items.shape[0] != users.shape[0]:
+        raise DataError(f"items must be (B, C) or (C,) for {users.shape[0]} users, got {tuple(items.shape)}",
+                        where=where, fix="pass one row of candidate items per user")
+    check_indices(items, num_items, "items", where)
+    return items.long()
+
+
 class Recommender(nn.Module):
     """Base class of all recommenders.
 
@@ -67,6 +79,8 @@ class Recommender(nn.Module):
     - ``score_users(users, history)``: scores of every item for each user, ``(B, N)``, higher is
       better. ``history`` holds the interactions known at evaluation time (what sequential
       models read); the evaluator masks seen items itself.
+    - ``score_items(users, items, history)``: scores ``(B, C)`` of candidate items only (sampled evaluation);
+      the default gathers them from ``score_users``, models where a few items are cheaper override it.
     - ``predict(batch)``: pointwise predictions ``(B,)`` (ratings, CTR logits) for rating/CTR evaluators.
 
     For users the model never saw (inference, ``recsys.inference``), a model either reads users only
@@ -113,6 +127,13 @@ class Recommender(nn.Module):
 
     def score_users(self, users: Tensor, history: Interactions) -> Tensor:
         raise NotImplementedError(f"{type(self).__name__} does not rank items for users")
+
+    def score_items(self, users: Tensor, items: Tensor, history: Interactions) -> Tensor:
+        """Scores ``(B, C)`` of candidate ``items`` (``(B, C)``, or ``(C,)`` for every user): the matching
+        columns of ``score_users``, which this default gathers (correct for every model)."""
+        scores = self.score_users(users, history)  # (B, N)
+        items = check_candidates(users, items, scores.shape[1], f"{type(self).__name__}.score_items")
+        return scores.gather(1, items.to(scores.device))  # (B, C)
 
     def predict(self, batch: dict[str, Tensor]) -> Tensor:
         """Pointwise predictions for the rows of a batch, ``(B,)``: ratings (explicit models) or logits (CTR)."""

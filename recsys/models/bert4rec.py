@@ -7,7 +7,7 @@ prediction for it ranks all items. Trained with full softmax cross-entropy over 
 from __future__ import annotations
 
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -15,8 +15,12 @@ from torch import Tensor, nn
 
 from recsys.data.ids import ITEM_SHIFT, PADDING_INDEX, mask_index
 from recsys.errors import ConfigError
+from recsys.models.base import check_candidates
 from recsys.models.sasrec import SequentialRecommender, check_ids, check_sizes
 from recsys.nn.transformer import PositionalEmbedding, TransformerEncoder, init_weights
+
+if TYPE_CHECKING:
+    from recsys.data.interactions import Interactions
 
 
 class BERT4Rec(SequentialRecommender):
@@ -88,6 +92,16 @@ class BERT4Rec(SequentialRecommender):
 
     def score_sequences(self, sequences: Tensor) -> Tensor:
         """Scores ``(B, N)`` of the item after each history ``(B, T)``: a mask token is appended."""
+        return self.logits(self._next_state(sequences))  # (B, N)
+
+    def score_items(self, users: Tensor, items: Tensor, history: Interactions) -> Tensor:
+        items = check_candidates(users, items, self.num_items, "BERT4Rec.score_items")  # (B, C)
+        h = self.head(self._next_state(self._user_sequences(users, history, "score_items")))  # (B, D)
+        items = items.to(h.device)
+        return torch.bmm(self.item_embedding(items + ITEM_SHIFT), h.unsqueeze(2)).squeeze(2) + self.output_bias[items]
+
+    def _next_state(self, sequences: Tensor) -> Tensor:
+        """Hidden state ``(B, D)`` at a mask token appended to each history ``(B, T)``."""
         mask = torch.full_like(sequences[:, :1], self.mask_token)
         inputs = torch.cat([sequences, mask], dim=1)[:, -self.max_len :]  # (B, <= max_len)
-        return self.logits(self.encode(inputs)[:, -1])  # (B, N)
+        return self.encode(inputs)[:, -1]

@@ -9,7 +9,7 @@ from torch import Tensor, nn
 
 from recsys.errors import ConfigError, DataError
 from recsys.models.als import keyed
-from recsys.models.base import Recommender, check_indices
+from recsys.models.base import Recommender, check_candidates, check_indices
 
 if TYPE_CHECKING:
     from recsys.data.interactions import Interactions
@@ -102,6 +102,13 @@ class BiasedMF(Recommender):
         user = self.user_embedding(users)  # (B, D)
         scores = user @ self.item_embedding.weight.T + self.item_bias.weight.T + self.user_bias(users)  # (B, N)
         return scores + self.global_mean
+
+    def score_items(self, users: Tensor, items: Tensor, history: Interactions | None) -> Tensor:
+        check_indices(users, self.num_users, "users", "BiasedMF.score_items")
+        items = check_candidates(users, items, self.num_items, "BiasedMF.score_items")  # (B, C)
+        user = self.user_embedding(users).unsqueeze(2)  # (B, D, 1)
+        scores = torch.bmm(self.item_embedding(items), user).squeeze(2) + self.item_bias(items).squeeze(2)  # (B, C)
+        return scores + self.user_bias(users) + self.global_mean
 
     def user_embeddings(self, users: Vocabulary) -> KeyedVectors:
         """User factors ``p_u`` keyed by original user id."""

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from recsys.embeddings.sparse_optim import mark_sparse
 from recsys.errors import ConfigError
 from recsys.models.als import keyed
-from recsys.models.base import Recommender, check_indices
+from recsys.models.base import Recommender, check_candidates, check_indices
 
 if TYPE_CHECKING:
     from recsys.data.interactions import Interactions
@@ -99,6 +99,12 @@ class BPRMF(Recommender):
         check_indices(users, self.num_users, "users", "BPRMF.score_users")
         user = self.user_embedding(users)  # (B, D)
         return user @ self.item_embedding.weight.T + self.item_bias.weight.T  # (B, N)
+
+    def score_items(self, users: Tensor, items: Tensor, history: Interactions | None) -> Tensor:
+        check_indices(users, self.num_users, "users", "BPRMF.score_items")
+        items = check_candidates(users, items, self.num_items, "BPRMF.score_items")  # (B, C)
+        user = self.user_embedding(users).unsqueeze(2)  # (B, D, 1)
+        return torch.bmm(self.item_embedding(items), user).squeeze(2) + self.item_bias(items).squeeze(2)  # (B, C)
 
     def user_embeddings(self, users: Vocabulary) -> KeyedVectors:
         """User vectors keyed by original user id (``data.users``)."""

@@ -12,7 +12,7 @@ from torch import Tensor
 
 from recsys.errors import ConfigError, DataError
 from recsys.models.als import keyed
-from recsys.models.base import Recommender, check_indices
+from recsys.models.base import Recommender, check_candidates, check_indices
 
 if TYPE_CHECKING:
     from recsys.data.interactions import Interactions
@@ -85,9 +85,31 @@ class EASE(Recommender):
             return data.user_item_matrix(self.values).to_sparse_coo().coalesce()
 
     def score_users(self, users: Tensor, history: Interactions | None) -> Tensor:
+        sub_crow, cols, vals = self._rows(users, history, "EASE.score_users")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            rows = torch.sparse_csr_tensor(sub_crow, cols, vals, (len(users), self.num_items))
+            return rows.to(self.weights.device) @ self.weights  # (B, N)
+
+    def score_items(self, users: Tensor, items: Tensor, history: Interactions | None) -> Tensor:
+        """``x_u B[:, c]`` for candidates only: each history entry ``(u, h)`` adds ``x_uh B[h, c]``, O(nnz C)."""
+        sub_crow, cols, vals = self._rows(users, history, "EASE.score_items")
+        items = check_candidates(users, items, self.num_items, "EASE.score_items").to(self.weights.device)  # (B, C)
+        device = self.weights.device
+        rows = torch.repeat_interleave(torch.arange(len(users)), sub_crow.diff()).to(device)  # (nnz,)
+        cols, vals = cols.to(device), vals.to(device, self.weights.dtype)
+        out = self.weights.new_zeros(items.shape)
+        step = max(1, (1 << 22) // max(items.shape[1], 1))  # bound the (entries, C) block
+        for lo in range(0, rows.numel(), step):  # chunks of history entries, not one user at a time
+            r, c, v = rows[lo : lo + step], cols[lo : lo + step], vals[lo : lo + step]
+            out.index_add_(0, r, v.unsqueeze(1) * self.weights[c.unsqueeze(1), items[r]])  # (e, C)
+        return out
+
+    def _rows(self, users: Tensor, history: Interactions | None, where: str) -> tuple[Tensor, Tensor, Tensor]:
+        """The users' history rows as CPU CSR parts (crow (B + 1,), columns, values), the matrix cached per split."""
         if history is None:
-            raise DataError("EASE scores users from their history", where="EASE.score_users", fix="pass history=train split")
-        check_indices(users, history.num_users, "users", "EASE.score_users")
+            raise DataError("EASE scores users from their history", where=where, fix="pass history=train split")
+        check_indices(users, history.num_users, "users", where)
         if self._history is None or self._history[0]() is not history:  # cache the history matrix per split
             matrix = self._matrix(history).to_sparse_csr()  # a weak ref: a new history never reuses a dead one's id
             self._history = (weakref.ref(history), matrix.crow_indices(), matrix.col_indices(), matrix.values())
@@ -97,10 +119,7 @@ class EASE(Recommender):
         offsets = torch.arange(int(lens.sum())) - torch.repeat_interleave(lens.cumsum(0) - lens, lens)
         entries = torch.repeat_interleave(start, lens) + offsets  # (nnz_B,) positions of the users' entries
         sub_crow = torch.cat([lens.new_zeros(1), lens.cumsum(0)])
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
-            rows = torch.sparse_csr_tensor(sub_crow, col[entries], val[entries], (len(users), self.num_items))
-            return rows.to(self.weights.device) @ self.weights  # (B, N)
+        return sub_crow, col[entries], val[entries]
 
     def item_similarity(self, items: Tensor) -> Tensor:
         """Rows ``B[items]`` ``(B, N)``: how much having each item adds to every other item's score."""

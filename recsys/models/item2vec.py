@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from recsys.errors import ConfigError, DataError
-from recsys.models.base import Recommender, check_indices
+from recsys.models.base import Recommender, check_candidates, check_indices
 
 if TYPE_CHECKING:
     from recsys.data.interactions import Interactions
@@ -103,12 +103,24 @@ class Item2Vec(Recommender):
 
     def score_users(self, users: Tensor, history: Interactions) -> Tensor:
         check_indices(users, history.num_users, "users", "Item2Vec.score_users")
+        query, unit = self._query(users, history)
+        scores = query @ unit.T  # (B, N)
+        return scores.masked_fill(~self.known, -torch.inf)
+
+    def score_items(self, users: Tensor, items: Tensor, history: Interactions) -> Tensor:
+        check_indices(users, history.num_users, "users", "Item2Vec.score_items")
+        items = check_candidates(users, items, self.num_items, "Item2Vec.score_items").to(self.item_vectors.device)
+        query, unit = self._query(users, history)
+        scores = torch.bmm(unit[items], query.unsqueeze(2)).squeeze(2)  # (B, C)
+        return scores.masked_fill(~self.known[items], -torch.inf)
+
+    def _query(self, users: Tensor, history: Interactions) -> tuple[Tensor, Tensor]:
+        """Unit query vectors ``(B, D)`` (the sum of each user's recent unit item vectors) and the unit items ``(N, D)``."""
         unit = F.normalize(self.item_vectors, dim=1)  # (N, D)
         padded = unit.new_zeros(1, unit.shape[1])
         recent = self._recent_items(history)[users.to(unit.device)]  # (B, L), item + 1
         query = torch.cat([padded, unit])[recent].sum(1)  # (B, D): padding and unknown items add zero
-        scores = F.normalize(query, dim=1) @ unit.T  # (B, N)
-        return scores.masked_fill(~self.known, -torch.inf)
+        return F.normalize(query, dim=1), unit
 
     def item_embeddings(self, items: Vocabulary) -> KeyedVectors:
         """The item vectors as :class:`KeyedVectors` keyed by the original ids of ``items`` (``data.items``),

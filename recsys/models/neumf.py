@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from recsys.errors import ConfigError
 from recsys.models.als import keyed
-from recsys.models.base import Recommender, check_indices
+from recsys.models.base import Recommender, check_candidates, check_indices
 
 if TYPE_CHECKING:
     from recsys.data.interactions import Interactions
@@ -142,6 +142,10 @@ class NeuMF(Recommender):
                     h = F.relu(layer(h))
                 scores[start : start + step] += h @ mlp_w  # (b, N)
         return scores
+
+    def score_items(self, users: Tensor, items: Tensor, history: Interactions | None) -> Tensor:
+        check_indices(users, self.num_users, "users", "NeuMF.score_items")
+        return self.logits(users, check_candidates(users, items, self.num_items, "NeuMF.score_items"))  # (B, C)
 
     # pretraining (Section 3.4.1 of the paper) --------------------------------------------------------
     def tower(self, mode: str) -> NeuMF:

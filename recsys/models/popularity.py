@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from recsys.errors import ConfigError
-from recsys.models.base import Recommender, check_indices
+from recsys.models.base import Recommender, check_candidates, check_indices
 
 if TYPE_CHECKING:
     from recsys.data.interactions import Interactions
@@ -43,3 +43,8 @@ class Popularity(Recommender):
         if history is not None:  # the scores ignore the user, but an index outside the history is a caller's bug
             check_indices(users, history.num_users, "users", "Popularity.score_users")
         return self.item_counts.unsqueeze(0).repeat(users.shape[0], 1)  # (B, N)
+
+    def score_items(self, users: Tensor, items: Tensor, history: Interactions | None) -> Tensor:
+        if history is not None:
+            check_indices(users, history.num_users, "users", "Popularity.score_items")
+        return self.item_counts[check_candidates(users, items, self.num_items, "Popularity.score_items")]  # (B, C)

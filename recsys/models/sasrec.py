@@ -25,7 +25,7 @@ from torch import Tensor, nn
 from recsys.data.ids import ITEM_SHIFT, PADDING_INDEX
 from recsys.errors import ConfigError, DataError
 from recsys.models.als import keyed
-from recsys.models.base import Recommender, check_indices
+from recsys.models.base import Recommender, check_candidates, check_indices
 from recsys.nn.transformer import PositionalEmbedding, TransformerEncoder, init_weights
 
 if TYPE_CHECKING:
@@ -88,10 +88,14 @@ class SequentialRecommender(Recommender):
         return self._cache[1]
 
     def score_users(self, users: Tensor, history: Interactions) -> Tensor:
-        check_indices(users, history.num_users, "users", f"{type(self).__name__}.score_users")
+        return self.score_sequences(self._user_sequences(users, history, "score_users"))  # (B, N)
+
+    def _user_sequences(self, users: Tensor, history: Interactions, method: str) -> Tensor:
+        """The users' recent items ``(B, T)`` on the model's device, all-padding columns dropped (exact)."""
+        check_indices(users, history.num_users, "users", f"{type(self).__name__}.{method}")
         sequences = self._sequences(history)[users.cpu()]  # (B, T)
-        first = int((sequences != PADDING_INDEX).any(0).int().argmax())  # drop all-padding columns (exact)
-        return self.score_sequences(sequences[:, first:].to(self.device))  # (B, N)
+        first = int((sequences != PADDING_INDEX).any(0).int().argmax())
+        return sequences[:, first:].to(self.device)
 
     def item_embeddings(self, items: Vocabulary) -> KeyedVectors:
         """Rows ``1..N`` of the (input and output) item table keyed by original item id; padding and mask rows skipped."""
@@ -205,6 +209,11 @@ class NextItemRecommender(SequentialRecommender):
     def score_sequences(self, sequences: Tensor) -> Tensor:
         h = self.encode(sequences)[:, -1]  # (B, D): the most recent position
         return h @ self.item_embedding.weight[ITEM_SHIFT : self.num_items + ITEM_SHIFT].T  # (B, N)
+
+    def score_items(self, users: Tensor, items: Tensor, history: Interactions) -> Tensor:
+        items = check_candidates(users, items, self.num_items, f"{type(self).__name__}.score_items")  # (B, C)
+        h = self.encode(self._user_sequences(users, history, "score_items"))[:, -1]  # (B, D)
+        return torch.bmm(self.item_embedding(items.to(h.device) + ITEM_SHIFT), h.unsqueeze(2)).squeeze(2)  # (B, C)
 
 
 def check_loss(loss: str, where: str) -> None:
