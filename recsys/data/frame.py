@@ -2,36 +2,52 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 import polars as pl
 
 from recsys.data.interactions import Interactions
 from recsys.data.vocabulary import Vocabulary
 from recsys.errors import DataError
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 _LUT_SLACK = 1 << 22  # integer ids spanning at most 4 * rows + this many values use a lookup table
 _SHOWN = 5  # bad values and rows named in an error
+
+
+def is_pandas_frame(value: Any) -> bool:
+    """Whether ``value`` is a pandas DataFrame, without importing pandas (none exists before it is imported).
+
+    >>> is_pandas_frame(pl.DataFrame({"a": [1]}))
+    False
+    """
+    pandas = sys.modules.get("pandas")
+    return pandas is not None and isinstance(value, pandas.DataFrame)
 
 
 def remap(ids: pl.Series) -> tuple[np.ndarray, Vocabulary]:
     """Contiguous int64 indices of ``ids`` in sorted-unique order, and their vocabulary.
 
-    Integer ids in a compact range go through a dense lookup table (O(n), no sort, no hash);
-    anything else through a sorted unique + join.
+    Integer ids in a compact range go through a dense lookup table (O(n), no sort, no hash; the
+    gather runs on polars' streaming engine, one morsel per core); anything else through a sorted
+    unique + join.
     """
     if ids.dtype.is_integer() and len(ids):
-        values = ids.to_numpy()
+        wide = ids.dtype == pl.UInt64  # other integer ids are offset as int64, which cannot overflow
+        values = ids.to_numpy() if wide else ids.to_numpy().astype(np.int64, copy=False)
         low, high = int(values.min()), int(values.max())
         if high - low <= 4 * len(values) + _LUT_SLACK:
-            shifted = values - low
             present = np.zeros(high - low + 1, dtype=bool)
-            present[shifted] = True
-            table = np.cumsum(present, dtype=np.int64) - 1
-            uniques = pl.Series("id", np.flatnonzero(present) + low).cast(ids.dtype)
-            index = ids.to_frame("id").select(pl.lit(pl.Series(table)).gather(pl.col("id") - low))
+            present[values - values.dtype.type(low)] = True
+            table = pl.Series(np.cumsum(present, dtype=np.int64) - 1)
+            uniques = pl.Series("id", np.flatnonzero(present).astype(values.dtype) + values.dtype.type(low)).cast(ids.dtype)
+            gather = pl.lit(table).gather((pl.col("id") if wide else pl.col("id").cast(pl.Int64)) - low)
+            index = ids.to_frame("id").lazy().select(gather).collect(engine="streaming")
             return index.to_series().to_numpy(), Vocabulary(uniques)
     vocab = Vocabulary.from_values(ids)
     lookup = vocab.ids.to_frame("id").with_row_index("index")
@@ -59,6 +75,10 @@ def _numeric(frame: pl.DataFrame, column: str, dtype: pl.DataType, where: str) -
     """``frame[column]`` cast to ``dtype``; one DataError (naming the first bad rows) for missing,
     non-numeric, NaN or infinite values: a non-finite rating would only surface later as a NaN loss."""
     raw = frame[column]
+    if raw.dtype.is_numeric() and not raw.null_count():  # fast path: one pass when all is well
+        values = raw.cast(dtype, strict=False)
+        if not values.null_count() and (not values.dtype.is_float() or values.is_finite().all()):
+            return values
     if raw.dtype.is_temporal():
         values = raw.dt.epoch("s") if raw.dtype != pl.Duration else raw.dt.total_seconds()
     else:
@@ -159,7 +179,7 @@ def read_table(path: Path, columns: list[str] | None = None, separator: str | No
         _require(_columns_of(path, separator), columns, str(path))
     try:
         lazy = _scan(path, separator)
-        return (lazy.select(columns) if columns is not None else lazy).collect()
+        return (lazy.select(columns) if columns is not None else lazy).collect(engine="streaming")  # faster, parallel decode
     except (pl.exceptions.PolarsError, OSError) as error:
         raise DataError(f"cannot read {path.name}: {error}", where=str(path), fix="check that the file is a valid table") from error
 
@@ -201,7 +221,7 @@ def from_frame(
     if isinstance(frame, (str, Path)):
         where = str(frame)
         present = _columns_of(Path(frame), separator)
-    elif isinstance(frame, pd.DataFrame):
+    elif is_pandas_frame(frame):
         where, present = "pandas DataFrame", [str(c) for c in frame.columns]
     elif isinstance(frame, pl.DataFrame):
         where, present = "polars DataFrame", frame.columns
@@ -218,7 +238,7 @@ def from_frame(
     _require(present, list(renames), where)
     if isinstance(frame, (str, Path)):
         table = read_table(Path(frame), list(renames), separator)
-    elif isinstance(frame, pd.DataFrame):
+    elif is_pandas_frame(frame):
         table = pl.from_pandas(frame[list(renames)])
     else:
         table = frame
