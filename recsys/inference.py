@@ -20,20 +20,23 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 import polars as pl
 import torch
 from torch import Tensor
 
+from recsys.data.frame import is_pandas_frame
 from recsys.data.interactions import Interactions
 from recsys.data.vocabulary import Vocabulary, _as_series
 from recsys.embeddings.keyed_vectors import KeyedVectors
 from recsys.errors import ConfigError, DataError
 from recsys.models.base import Recommender
 from recsys.runtime import progress_bar
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["FittedRecommender", "histories_frame"]
 
@@ -75,7 +78,7 @@ def _member(values: pl.Series, pool: pl.Series) -> pl.Series:
 
 def histories_frame(histories: Mapping[Any, Any] | pl.DataFrame | pd.DataFrame) -> pl.DataFrame:
     """``{user: [item, ...]}`` (time order) or a frame with ``user``, ``item`` (``timestamp``, ``rating``) as one polars frame."""
-    if isinstance(histories, pd.DataFrame):
+    if is_pandas_frame(histories):
         histories = pl.from_pandas(histories)
     if isinstance(histories, pl.DataFrame):
         missing = [c for c in ("user", "item") if c not in histories.columns]

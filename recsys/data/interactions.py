@@ -127,11 +127,24 @@ class Interactions:
         """Number of interactions of each item, ``(num_items,)`` long."""
         return torch.bincount(self.item_index, minlength=self.num_items)
 
+    @cached_property
+    def _matrices(self) -> dict[str, torch.Tensor]:
+        """``user_item_matrix`` per ``values``, built once: the rows never change after ``__init__``."""
+        return {}
+
     def user_item_matrix(self, values: str = "ones") -> torch.Tensor:
-        """Sparse CSR float32 ``(num_users, num_items)``.
+        """Sparse CSR float32 ``(num_users, num_items)``, built on the first call and shared after it
+        (an evaluation asks for it every epoch): treat it as read-only.
 
         ``values="ones"``: 1 where a user interacted with an item (duplicates count once);
         ``"ratings"``: the user's most recent rating of the item.
+
+        >>> data = Interactions(pl.DataFrame({"user": [0, 0, 1], "item": [1, 1, 0]}),
+        ...                     Vocabulary(pl.Series([7, 9])), Vocabulary(pl.Series([3, 4])))
+        >>> data.user_item_matrix().to_dense().tolist()
+        [[0.0, 1.0], [1.0, 0.0]]
+        >>> data.user_item_matrix() is data.user_item_matrix()
+        True
         """
         if values not in ("ones", "ratings"):
             raise DataError(
@@ -145,6 +158,12 @@ class Interactions:
                 where=f"Interactions.user_item_matrix on {self.name!r}",
                 fix="use values='ones', or load a dataset with a rating column",
             )
+        matrix = self._matrices.get(values)
+        if matrix is None:
+            matrix = self._matrices[values] = self._build_matrix(values)
+        return matrix
+
+    def _build_matrix(self, values: str) -> torch.Tensor:
         cells = (
             self.frame.unique(["user", "item"], keep="last", maintain_order=True)
             .sort("user", "item")

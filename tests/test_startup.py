@@ -1,0 +1,58 @@
+"""Start-up of the default run: what it imports (in a fresh interpreter) stays light, and the bench reports it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from recsys.benchmarks import startup
+
+ROOT = Path(__file__).resolve().parents[1]
+#: Heavy packages a default BPR run does not need: each costs 0.1-0.8 s to import.
+NOT_IMPORTED = ("sklearn", "scipy", "pandas", "matplotlib", "torch._dynamo", "sympy", "transformers")
+
+# The default run's imports, then what it does with its optimizer (the config's factory, as the CLI builds it).
+_CHILD = """import json, sys
+import importlib
+for name in sys.argv[1:]:
+    importlib.import_module(name)
+import torch
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+factory = instantiate(OmegaConf.load("conf/model/bpr.yaml").optimizer)
+w = torch.nn.Parameter(torch.ones(3))
+opt = factory([w])
+w.grad = torch.ones(3)
+opt.step()
+opt.zero_grad()
+opt.load_state_dict(opt.state_dict())
+print(json.dumps(sorted(name for name in sys.modules if name.split(".")[0] in {n.split(".")[0] for n in %r})))
+"""
+
+
+@pytest.fixture(scope="module")
+def loaded() -> set[str]:
+    """Modules of the :data:`NOT_IMPORTED` packages loaded by the default run's imports and optimizer use."""
+    child = _CHILD % (NOT_IMPORTED,)
+    done = subprocess.run([sys.executable, "-c", child, *startup.DEFAULT_RUN_MODULES], cwd=ROOT,
+                          capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return set(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+@pytest.mark.parametrize("name", NOT_IMPORTED)
+def test_default_run_does_not_import(loaded: set[str], name: str) -> None:
+    assert name not in loaded, f"a default recsys-train imports {name}; import it where it is used"
+
+
+@pytest.mark.slow
+def test_bench_prints_the_import_rows_against_the_goal(capsys: pytest.CaptureFixture[str]) -> None:
+    assert startup.main(["--no-train", "--repeats", "1"]) == 0
+    out = capsys.readouterr().out
+    for what in startup.IMPORTS:
+        assert f"import {what}" in out
+    assert "<= 1" in out and "recsys-train wall" not in out
