@@ -9,17 +9,41 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from recsys.embeddings.keyed_vectors import KeyedVectors
-from recsys.errors import DataError
+from recsys.errors import ConfigError, DataError
 from recsys.runtime import progress_bar, resolve_device
 from recsys.text.encoder import BertEncoder
 from recsys.text.tokenizer import TextTokenizer
 
-__all__ = ["encode_texts", "item_text_embeddings"]
+__all__ = ["encode_texts", "item_text_embeddings", "token_batches"]
 
 log = logging.getLogger(__name__)
+
+
+DTYPES = (torch.float32, torch.bfloat16)
+
+
+def token_batches(lengths: np.ndarray, batch_size: int, max_tokens: int) -> list[np.ndarray]:
+    """Row indices of each batch: rows sorted by token count (longest first, ties in input order), cut so
+    a batch has at most ``batch_size`` rows and at most ``max_tokens`` padded tokens (rows x longest);
+    a single text longer than ``max_tokens`` comes alone.
+
+    >>> [b.tolist() for b in token_batches(np.array([3, 9, 4, 9, 2]), batch_size=2, max_tokens=12)]
+    [[1], [3], [2, 0], [4]]
+    """
+    if batch_size < 1 or max_tokens < 1:
+        raise ConfigError(f"batch_size ({batch_size}) and max_tokens ({max_tokens}) must be >= 1",
+                          where="encode_texts", fix="pass positive batch_size and max_tokens")
+    order = np.argsort(-np.asarray(lengths), kind="stable")
+    batches, start = [], 0
+    while start < len(order):  # one step per batch
+        rows = max(1, min(batch_size, max_tokens // max(int(lengths[order[start]]), 1)))
+        batches.append(order[start : start + rows])
+        start += rows
+    return batches
 
 
 @torch.inference_mode()
@@ -31,25 +55,36 @@ def encode_texts(
     normalize: bool = True,
     device: str | torch.device = "auto",
     progress: bool = True,
+    max_tokens: int | None = None,
+    dtype: torch.dtype = torch.float32,
 ) -> Tensor:
     """Pooled embeddings ``(N, D)`` float32 on CPU, in the order of ``texts``.
 
-    Texts are batched longest first (like sentence-transformers), so each batch pads little.
+    Texts are sorted by token count (longest first) and batched by a token budget: at most
+    ``batch_size`` rows and at most ``max_tokens`` padded tokens per batch (default ``32 * batch_size``),
+    so a batch pads little and a few long texts do not inflate a whole batch to their length; a
+    batch of equal lengths runs attention without a mask. The output does not depend on the batching
+    (beyond float rounding). ``dtype=torch.bfloat16`` is an opt-in autocast (fast on GPUs and CPUs
+    with bf16 units; embeddings then differ from float32 by about 1e-3); the default is float32.
 
     >>> tok = TextTokenizer.train(["red apple", "green apple", "red car"], vocab_size=50)
     >>> enc = BertEncoder(tok.vocab_size, dim=8, num_layers=1, num_heads=2, max_len=16)
     >>> encode_texts(enc, tok, ["red car", "apple", "green"], batch_size=2, progress=False, device="cpu").shape
     torch.Size([3, 8])
     """
+    if dtype not in DTYPES:
+        raise ConfigError(f"unsupported dtype {dtype}", where="encode_texts(dtype=...)", fix=f"use one of {DTYPES}")
     device = resolve_device(device, where="encode_texts(device=...)")
     encoder = encoder.to(device).eval()
-    order = np.argsort([-len(t) for t in texts], kind="stable")
+    batches = token_batches(tokenizer.lengths(texts), batch_size, 32 * batch_size if max_tokens is None else max_tokens)
     out = torch.empty(len(texts), encoder.dim)
-    for start in progress_bar(range(0, len(texts), batch_size), desc="encode", unit="batch", disable=not progress):
-        rows = order[start : start + batch_size]
+    autocast = torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32)
+    for rows in progress_bar(batches, desc="encode", unit="batch", disable=not progress):
         batch = tokenizer([texts[i] for i in rows])
-        vectors = encoder.embed(batch["input_ids"].to(device), batch["attention_mask"].to(device), normalize=normalize)  # (B, D)
-        out[torch.from_numpy(rows)] = vectors.float().cpu()
+        with autocast:
+            vectors = encoder.embed(batch["input_ids"].to(device), batch["attention_mask"].to(device), normalize=False)  # (B, D)
+        vectors = vectors.float()
+        out[torch.from_numpy(rows)] = (F.normalize(vectors, dim=-1) if normalize else vectors).cpu()
     return out
 
 
