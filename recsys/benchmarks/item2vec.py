@@ -34,7 +34,7 @@ from recsys.benchmarks.table import format_table
 from recsys.runtime import resolve_device
 
 log = logging.getLogger(__name__)
-DATASETS = {"ml-latest-small": None, "amazon-beauty": "amazon-beauty/Beauty.txt", "lee": "gensim"}
+DATASETS = {"ml-latest-small": None, "ml-100k": "ml-100k/u.data", "amazon-beauty": "amazon-beauty/Beauty.txt", "lee": "gensim"}
 
 
 def _text_worker(args: argparse.Namespace) -> dict:
@@ -79,7 +79,12 @@ def _load(name: str, root: Path):
     from recsys.data.splits import leave_one_out
 
     source = DATASETS.get(name)
-    data = load_dataset(name) if source is None else load_dataset(str(root / source))
+    if source is None:
+        data = load_dataset(name)
+    elif name.startswith("ml-"):  # a MovieLens folder under root (never downloaded here)
+        data = load_dataset(name, root=root, download=False)
+    else:
+        data = load_dataset(str(root / source))
     return data, leave_one_out(data)
 
 
@@ -165,8 +170,8 @@ def _fit_gensim(args: argparse.Namespace, data, history, test, evaluator) -> tup
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="recsys bench item2vec", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--datasets", nargs="+", default=list(DATASETS), help="ml-latest-small and/or amazon-beauty")
-    parser.add_argument("--root", default=os.environ.get("RECSYS_SHARED_DATASETS", str(Path(__file__).resolve().parents[2].parent / "shared" / "datasets")), help="folder holding amazon-beauty/Beauty.txt")
+    parser.add_argument("--datasets", nargs="+", default=list(DATASETS), help="ml-latest-small, ml-100k, amazon-beauty and/or lee")
+    parser.add_argument("--root", default=os.environ.get("RECSYS_SHARED_DATASETS", str(Path(__file__).resolve().parents[2].parent / "shared" / "datasets")), help="folder holding ml-100k/ and amazon-beauty/Beauty.txt")
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--workers", type=int, default=2, help="threads, for both systems")
     parser.add_argument("--vector-size", type=int, default=64)
