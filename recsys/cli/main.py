@@ -18,6 +18,9 @@ BENCHMARKS = {
     "entity-embedding": "recsys.benchmarks.entity_embedding",
     "recommend": "recsys.benchmarks.recommend",
     "readme": "recsys.benchmarks.readme",
+    "evaluator": "recsys.benchmarks.evaluator",
+    "startup": "recsys.benchmarks.startup",
+    "scaling": "recsys.benchmarks.scaling",
 }
 
 RUN_COMMANDS = ("recommend", "similar", "export")

@@ -1,11 +1,15 @@
 """Data-parallel training under ``torchrun``: process group, model wrapping, batch sharding.
 
+Batches are split between ranks here (:func:`shard_batches`), or each rank reads only its own shard of the
+data (:func:`recsys.data.shards.read_shard`) and wraps its batches in :class:`RankLocal`.
+
 Nothing here changes model code: :class:`~torch.nn.parallel.DistributedDataParallel` calls
 ``Recommender.forward``, which is the loss, so its gradient hooks run.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -149,6 +153,44 @@ class EveryNth:
                 mine = batch
             if index % self.world_size == self.world_size - 1:
                 yield mine
+
+
+class RankLocal:
+    """Batches of data this rank already holds alone (its shard, e.g. :func:`recsys.data.shards.read_shard`):
+    :func:`shard_batches` does not split them again. Shards differ in size, so every rank takes as many
+    batches per epoch as the smallest shard gives (an all-reduce of the counts when sharded); uneven step
+    counts would hang the gradient all-reduce. The batches left over differ per epoch when ``batches``
+    shuffles.
+
+    >>> local = RankLocal([10, 20, 30])
+    >>> local.shard(rank=0, world_size=1) is local, len(local), list(local)
+    (True, 3, [10, 20, 30])
+    """
+
+    def __init__(self, batches: Iterable[Any]) -> None:
+        self.batches = batches
+        self.steps: int | None = None
+
+    def set_epoch(self, epoch: int) -> None:
+        if hasattr(self.batches, "set_epoch"):
+            self.batches.set_epoch(epoch)
+
+    def shard(self, rank: int, world_size: int) -> RankLocal:
+        steps = len(self.batches)  # type: ignore[arg-type]
+        if world_size > 1 and dist.is_available() and dist.is_initialized():
+            count = torch.tensor([steps], dtype=torch.long)
+            if dist.get_backend() == "nccl":
+                count = count.cuda()
+            dist.all_reduce(count, op=dist.ReduceOp.MIN)
+            steps = int(count.item())
+        self.steps = steps
+        return self
+
+    def __len__(self) -> int:
+        return len(self.batches) if self.steps is None else self.steps  # type: ignore[arg-type]
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.batches) if self.steps is None else itertools.islice(self.batches, self.steps)
 
 
 def shard_batches(batches: Iterable[Any]) -> Iterable[Any]:
