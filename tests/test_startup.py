@@ -44,6 +44,7 @@ def loaded() -> set[str]:
     return set(json.loads(done.stdout.strip().splitlines()[-1]))
 
 
+@pytest.mark.slow  # one multi-second subprocess: keeps the default run within its 3 minutes
 @pytest.mark.parametrize("name", NOT_IMPORTED)
 def test_default_run_does_not_import(loaded: set[str], name: str) -> None:
     assert name not in loaded, f"a default recsys-train imports {name}; import it where it is used"

@@ -129,6 +129,7 @@ def test_deepctr_weights_land_in_our_deepfm_and_score_as_deepctr(batch_norm: boo
     assert ours[labels == 1].mean() > ours[labels == 0].mean()
 
 
+@pytest.mark.slow  # multi-second: keeps the default run within its 3 minutes
 def test_deepctr_peer_runs_through_the_pipeline_and_its_run_reloads(tmp_path: Path) -> None:
     needs_deepctr()
     data, features = ctr_data()

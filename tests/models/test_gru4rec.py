@@ -119,6 +119,7 @@ def fitted(tmp_path_factory: pytest.TempPathFactory) -> tuple[recsys.RunResult, 
 
 
 @pytest.mark.slow  # trains or starts processes (seconds): the slow step
+@pytest.mark.slow  # multi-second: keeps the default run within its 3 minutes
 def test_learns_next_item_cycle_through_the_pipeline(fitted: tuple[recsys.RunResult, Path]) -> None:
     result, _ = fitted
     assert result.test["hr@1"] >= 0.9
@@ -131,6 +132,7 @@ def test_sampled_losses_learn_the_cycle_too(loss: str) -> None:
     assert result.test["hr@1"] >= 0.9
 
 
+@pytest.mark.slow  # multi-second: keeps the default run within its 3 minutes
 def test_saved_run_reproduces_scores_and_serves_new_users(fitted: tuple[recsys.RunResult, Path]) -> None:
     result, run_dir = fitted
     assert json.loads((run_dir / "run.json").read_text())["model"]["target"] == "recsys.models.gru4rec.GRU4Rec"
