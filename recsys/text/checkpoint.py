@@ -176,6 +176,7 @@ def encoder_kwargs(config: dict, where: str) -> dict:
             "max_len": config["max_position_embeddings"], "type_vocab_size": config.get("type_vocab_size", 2),
             "eps": config.get("layer_norm_eps", 1e-12), "pad_token_id": config.get("pad_token_id", 0),
             "dropout": config.get("hidden_dropout_prob", 0.1), "attention_dropout": config.get("attention_probs_dropout_prob", 0.1),
+            "causal": bool(config.get("is_decoder", False)),  # HF BERT's flag for causal self-attention
         }
     except KeyError as error:
         raise CheckpointError(f"config.json lacks {error.args[0]!r}", where=where, fix="use a complete BERT config.json") from error
@@ -197,7 +198,7 @@ def load_pretrained(path: str | Path | None = None, device: str | torch.device =
     pooling, max_length = "mean", None
     if (folder / "1_Pooling" / "config.json").is_file():
         pool = _read_json(folder / "1_Pooling" / "config.json")
-        pooling = "cls" if pool.get("pooling_mode_cls_token") else "mean"
+        pooling = "cls" if pool.get("pooling_mode_cls_token") else "last" if pool.get("pooling_mode_lasttoken") else "mean"
     if (folder / "sentence_bert_config.json").is_file():
         max_length = _read_json(folder / "sentence_bert_config.json").get("max_seq_length")
     tensors, where = _read_tensors(folder)
@@ -212,7 +213,9 @@ def save_pretrained(model: BertEncoder, tokenizer: TextTokenizer, path: str | Pa
     """Write ``config.json``, ``model.safetensors`` and ``tokenizer.json`` that :func:`load_pretrained` reads back.
 
     Sinusoidal positions are written as BERT's (learned) position table, so any BERT loader reads the
-    directory; it loads back as ``positions="learned"`` with the same values (same outputs).
+    directory; it loads back as ``positions="learned"`` with the same values (same outputs). A causal
+    encoder is written as HF's ``is_decoder: true`` (causal self-attention) and loads back causal;
+    a ``config.json`` without the key loads bidirectional.
     """
     from safetensors.torch import save_file
 
@@ -223,11 +226,13 @@ def save_pretrained(model: BertEncoder, tokenizer: TextTokenizer, path: str | Pa
         "vocab_size": model.vocab_size, "hidden_size": model.dim, "num_hidden_layers": model.num_layers,
         "num_attention_heads": model.num_heads, "intermediate_size": model.hidden_dim, "max_position_embeddings": model.max_len,
         "type_vocab_size": model.type_vocab_size, "layer_norm_eps": model.eps, "pad_token_id": model.pad_token_id,
+        "is_decoder": model.causal,
     }
     (folder / "config.json").write_text(json.dumps(config, indent=2))
     (folder / "1_Pooling").mkdir(exist_ok=True)
     (folder / "1_Pooling" / "config.json").write_text(json.dumps({
-        "pooling_mode_cls_token": model.pooling == "cls", "pooling_mode_mean_tokens": model.pooling == "mean"}))
+        "pooling_mode_cls_token": model.pooling == "cls", "pooling_mode_mean_tokens": model.pooling == "mean",
+        "pooling_mode_lasttoken": model.pooling == "last"}))
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     if model.positions == "sinusoidal":  # HF BERT knows only learned tables: write the fixed one as such
         state["embeddings.position.weight"] = model.embeddings.position.table.detach().cpu().contiguous()

@@ -2,7 +2,7 @@
 
 ``TextEmbeddings`` (token + learned or sinusoidal position + segment, LayerNorm, dropout) -> post-LN
 ``TransformerEncoder`` (SDPA self-attention with a padding mask, exact-GELU feed-forward) ->
-``pool`` (CLS or mean over real tokens). The parameter layout maps 1:1 onto Hugging Face
+``pool`` (CLS, mean over real tokens, or the last real token). The parameter layout maps 1:1 onto Hugging Face
 ``BertModel`` checkpoints (see :mod:`recsys.text.checkpoint`).
 """
 
@@ -17,9 +17,9 @@ from torch import Tensor, nn
 from recsys.errors import ConfigError
 from recsys.nn.transformer import PositionalEmbedding, TransformerEncoder, init_weights
 
-__all__ = ["BertEncoder", "TextEmbeddings", "cls_pool", "mean_pool"]
+__all__ = ["BertEncoder", "TextEmbeddings", "cls_pool", "last_pool", "mean_pool"]
 
-POOLINGS = ("mean", "cls")
+POOLINGS = ("mean", "cls", "last")
 
 
 def mean_pool(hidden: Tensor, attention_mask: Tensor | None) -> Tensor:
@@ -37,6 +37,22 @@ def mean_pool(hidden: Tensor, attention_mask: Tensor | None) -> Tensor:
 def cls_pool(hidden: Tensor, attention_mask: Tensor | None = None) -> Tensor:
     """The hidden state of the first ([CLS]) token: ``(B, T, D) -> (B, D)``."""
     return hidden[:, 0]
+
+
+def last_pool(hidden: Tensor, attention_mask: Tensor | None = None) -> Tensor:
+    """The hidden state of the last real token ([SEP]; sentence-transformers' ``lasttoken``): ``(B, T, D) -> (B, D)``.
+
+    >>> last_pool(torch.tensor([[[1.0], [3.0], [100.0]]]), torch.tensor([[1, 1, 0]])).tolist()
+    [[3.0]]
+    """
+    if attention_mask is None:
+        return hidden[:, -1]
+    positions = torch.arange(hidden.shape[1], device=hidden.device)  # (T,)
+    last = (attention_mask.bool() * positions).argmax(1)  # (B,): index of the last real token
+    return hidden[torch.arange(len(hidden), device=hidden.device), last]
+
+
+_POOL = {"mean": mean_pool, "cls": cls_pool, "last": last_pool}
 
 
 class TextEmbeddings(nn.Module):
@@ -72,10 +88,11 @@ class TextEmbeddings(nn.Module):
 class BertEncoder(nn.Module):
     """BERT encoder: ``forward(input_ids (B, T), attention_mask (B, T) 1 at real tokens) -> (B, T, D)``.
 
-    ``embed`` pools (``pooling="mean"`` or ``"cls"``) and optionally L2-normalizes to ``(B, D)``.
+    ``embed`` pools (``pooling="mean"``, ``"cls"`` or ``"last"``) and optionally L2-normalizes to ``(B, D)``.
     ``add_pooler=True`` keeps BERT's dense+tanh pooler (only so checkpoints that have one map fully;
     ``embed`` does not use it). ``positions="sinusoidal"`` replaces the learned position table by the
-    fixed one (for training from scratch; pretrained checkpoints are learned). Defaults are MiniLM-L6's shape.
+    fixed one (for training from scratch; pretrained checkpoints are learned). ``causal=True`` masks attention to
+    earlier tokens only (for next-token pretraining). Defaults are MiniLM-L6's shape.
 
     >>> enc = BertEncoder(vocab_size=20, dim=8, num_layers=1, num_heads=2, max_len=16)
     >>> ids, mask = torch.tensor([[2, 5, 3, 0], [2, 7, 8, 3]]), torch.tensor([[1, 1, 1, 0], [1, 1, 1, 1]])
@@ -100,6 +117,7 @@ class BertEncoder(nn.Module):
         add_pooler: bool = False,
         init_std: float = 0.02,
         positions: str = "learned",
+        causal: bool = False,
     ) -> None:
         super().__init__()
         if vocab_size <= 0:
@@ -109,11 +127,12 @@ class BertEncoder(nn.Module):
         self.vocab_size, self.dim, self.num_layers, self.num_heads = vocab_size, dim, num_layers, num_heads
         self.hidden_dim, self.max_len, self.type_vocab_size = hidden_dim or 4 * dim, max_len, type_vocab_size
         self.eps, self.pad_token_id, self.pooling, self.positions = eps, pad_token_id, pooling, positions
+        self.causal = causal
         self.embeddings = TextEmbeddings(vocab_size, dim, max_len, type_vocab_size, dropout, eps, pad_token_id, positions)
         self.encoder = TransformerEncoder(
             num_layers, dim, num_heads, self.hidden_dim, dropout, attention_dropout,
-            activation="gelu", norm_first=False, causal=False, eps=eps,
-        )  # post-LN, bidirectional, exact (erf) GELU: BERT's layout
+            activation="gelu", norm_first=False, causal=causal, eps=eps,
+        )  # post-LN, exact (erf) GELU: BERT's layout; bidirectional unless causal (GPT-style next-token LM)
         self.pooler = nn.Sequential(nn.Linear(dim, dim), nn.Tanh()) if add_pooler else None
         self.init_std = init_std
         self.apply(partial(init_weights, std=self.init_std))
@@ -125,12 +144,15 @@ class BertEncoder(nn.Module):
         return self.encoder(x, attention_mask)  # (B, T, D)
 
     def embed(
-        self, input_ids: Tensor, attention_mask: Tensor | None = None, normalize: bool = True, pooling: str | None = None
+        self, input_ids: Tensor, attention_mask: Tensor | None = None, normalize: bool = True, pooling: str | None = None,
+        token_type_ids: Tensor | None = None,
     ) -> Tensor:
         """Pooled sentence embeddings ``(B, D)``, unit length when ``normalize``."""
         pooling = pooling or self.pooling
-        hidden = self(input_ids, attention_mask)  # (B, T, D)
-        pooled = cls_pool(hidden) if pooling == "cls" else mean_pool(hidden, attention_mask)  # (B, D)
+        hidden = self(input_ids, attention_mask, token_type_ids)  # (B, T, D)
+        if pooling not in _POOL:
+            raise ConfigError(f"unknown pooling {pooling!r}", where="BertEncoder.embed", fix=f"use one of {POOLINGS}")
+        pooled = _POOL[pooling](hidden, attention_mask)  # (B, D)
         return F.normalize(pooled, dim=-1) if normalize else pooled
 
     def config(self) -> dict:
@@ -139,5 +161,5 @@ class BertEncoder(nn.Module):
             "vocab_size": self.vocab_size, "dim": self.dim, "num_layers": self.num_layers, "num_heads": self.num_heads,
             "hidden_dim": self.hidden_dim, "max_len": self.max_len, "type_vocab_size": self.type_vocab_size,
             "eps": self.eps, "pad_token_id": self.pad_token_id, "pooling": self.pooling, "add_pooler": self.pooler is not None,
-            "positions": self.positions,
+            "positions": self.positions, "causal": self.causal,
         }
