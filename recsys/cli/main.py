@@ -15,6 +15,7 @@ BENCHMARKS = {
     "item2vec": "recsys.benchmarks.item2vec",
     "sequential": "recsys.benchmarks.sequential",
     "text": "recsys.benchmarks.text",
+    "finetune": "recsys.benchmarks.finetune",
     "entity-embedding": "recsys.benchmarks.entity_embedding",
     "recommend": "recsys.benchmarks.recommend",
     "readme": "recsys.benchmarks.readme",

@@ -1,10 +1,12 @@
 """Text encoders for item content, a leaf beside ``recsys.models``: a BERT-style encoder on the shared
 Transformer blocks, WordPiece tokenization, Hugging Face checkpoint loading and saving, texts -> vectors
-(``encode``) and the masked-language-model pieces (``mlm``).
+(``encode``), the masked- and causal-language-model pieces (``mlm`` with NSP, ``causal_lm``) and
+fine-tuning heads (``heads``).
 
 It imports only ``recsys.nn``, ``recsys.embeddings``, ``recsys.data``, ``recsys.errors`` and
 ``recsys.runtime``. What uses it lives elsewhere: item texts from item features in
-``recsys.data.item_text``, MLM pretraining in ``recsys.training.mlm``, content vectors in
+``recsys.data.item_text``, MLM and causal-LM pretraining in ``recsys.training.mlm`` and
+``recsys.training.causal_lm``, fine-tuning in ``recsys.training.finetune``, content vectors in
 ``recsys.training.text_vectors``, text-initialized item tables in ``recsys.training.text_init`` and the
 cold-start protocol in ``recsys.evaluation.cold_start``.
 

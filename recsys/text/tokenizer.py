@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from recsys.errors import CheckpointError, ConfigError
+from recsys.errors import CheckpointError, ConfigError, DataError
 
 __all__ = ["SPECIAL_TOKENS", "TextTokenizer"]
 
@@ -30,12 +30,15 @@ def _tokenizers():
 class TextTokenizer:
     """A BERT WordPiece tokenizer: ``tokenizer(texts) -> {"input_ids": (B, T), "attention_mask": (B, T)}``.
 
-    Adds [CLS] ... [SEP], truncates to ``max_length`` tokens and pads to the longest text of the batch.
+    Adds [CLS] ... [SEP] (``tokenizer(texts, pairs)``: [CLS] a [SEP] b [SEP] and ``token_type_ids``), truncates
+    to ``max_length`` tokens and pads to the longest text of the batch.
 
     >>> tok = TextTokenizer.train(["toy story", "toy soldiers", "story of toys"], vocab_size=60)
     >>> batch = tok(["toy story", "toy"])
     >>> batch["input_ids"].shape, batch["attention_mask"].sum(1).tolist()
     (torch.Size([2, 4]), [4, 3])
+    >>> tok(["toy story"], pairs=["toy"])["token_type_ids"].tolist()  # [CLS] toy story [SEP] | toy [SEP]
+    [[0, 0, 0, 0, 1, 1]]
     """
 
     def __init__(self, tokenizer, max_length: int = 128) -> None:
@@ -104,19 +107,40 @@ class TextTokenizer:
         self.tokenizer.save(str(path))
         return path
 
-    def __call__(self, texts: Sequence[str], max_length: int | None = None) -> dict[str, Tensor]:
+    def _encode(self, texts: Sequence[str], pairs: Sequence[str] | None, max_length: int | None = None) -> list:
         if max_length is not None and max_length != self.max_length:
-            self.tokenizer.enable_truncation(max_length)
+            self.tokenizer.enable_truncation(max_length)  # longest-first for pairs, as Hugging Face
             self.max_length = max_length
-        encodings = self.tokenizer.encode_batch(list(texts))
+        if pairs is None:
+            return self.tokenizer.encode_batch(list(texts))
+        if isinstance(pairs, (int, str)):
+            raise ConfigError(f"pairs must be a sequence of second segments, got {pairs!r}", where="TextTokenizer(texts, pairs=...)",
+                              fix="pass max_length by keyword: tokenizer(texts, max_length=...)")
+        if len(pairs) != len(texts):
+            raise DataError(f"{len(texts)} texts but {len(pairs)} pairs", where="TextTokenizer(texts, pairs=...)",
+                            fix="pass one second segment per text")
+        return self.tokenizer.encode_batch(list(zip(texts, pairs)))
+
+    def __call__(self, texts: Sequence[str], pairs: Sequence[str] | None = None, max_length: int | None = None) -> dict[str, Tensor]:
+        """Padded ``input_ids`` and ``attention_mask`` (B, T); with ``pairs`` (one second segment per text)
+        each row is ``[CLS] a [SEP] b [SEP]`` and ``token_type_ids`` (0 for [CLS] a [SEP] and padding, 1 for
+        b [SEP]) is added, as Hugging Face BERT; pairs longer than ``max_length`` lose tokens longest-first."""
+        encodings = self._encode(texts, pairs, max_length)
         lengths = np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=len(encodings))
         width = int(lengths.max()) if len(lengths) else 0
         ids = np.full((len(encodings), width), self.pad_id, dtype=np.int64)
+        types = np.zeros((len(encodings), width), dtype=np.int64) if pairs is not None else None
         for row, encoding in enumerate(encodings):  # tokenization is per text by nature (Rust does the work)
             ids[row, : lengths[row]] = encoding.ids
+            if types is not None:
+                types[row, : lengths[row]] = encoding.type_ids
         mask = np.arange(width)[None, :] < lengths[:, None]
-        return {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask)}
+        out = {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask)}
+        if types is not None:
+            out["token_type_ids"] = torch.from_numpy(types)
+        return out
 
-    def lengths(self, texts: Sequence[str]) -> np.ndarray:
-        """Token counts (with [CLS]/[SEP], after truncation) of each text."""
-        return np.fromiter((len(e.ids) for e in self.tokenizer.encode_batch(list(texts))), dtype=np.int64, count=len(texts))
+    def lengths(self, texts: Sequence[str], pairs: Sequence[str] | None = None, max_length: int | None = None) -> np.ndarray:
+        """Token counts (with [CLS]/[SEP], after truncation) of each text (or text pair)."""
+        encodings = self._encode(texts, pairs, max_length)
+        return np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=len(texts))

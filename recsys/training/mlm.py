@@ -43,9 +43,14 @@ def pretrain_mlm(
     seed: int = 0,
     device: str = "auto",
     progress: bool = True,
+    second_texts: Sequence[str] | None = None,
+    nsp: bool = False,
 ) -> FitResult:
     """Fit ``encoder`` in place with the MLM loss using the shared Trainer; returns its ``FitResult``
     (``history`` rows ``{"epoch", "loss", "seconds"}`` are the loss curve).
+
+    ``second_texts`` makes each row a sentence pair (e.g. an item's title and its genres/tags); ``nsp=True``
+    adds BERT's next-sentence objective on them (pairs re-drawn every epoch; the NSP head is discarded after).
 
     >>> tok = TextTokenizer.train(["red apple", "green apple", "red car"] * 5, vocab_size=50)
     >>> enc = BertEncoder(tok.vocab_size, dim=8, num_layers=1, num_heads=2, max_len=16)
@@ -53,11 +58,11 @@ def pretrain_mlm(
     >>> [row["epoch"] for row in result.history]
     [1, 2]
     """
-    batches = MLMBatches(texts, tokenizer, batch_size, probability, max_length, seed)
+    batches = MLMBatches(texts, tokenizer, batch_size, probability, max_length, seed, second_texts, nsp)
     trainer = Trainer(epochs=epochs, device=device, mixed_precision=True, patience=None, progress=progress, tensorboard=False)
     with torch.random.fork_rng(devices=[]):  # dropout and the head's init draw from a seeded, private stream
         torch.manual_seed(seed)
-        model = _MLMObjective(MaskedLanguageModel(encoder))
+        model = _MLMObjective(MaskedLanguageModel(encoder, nsp=nsp))
         result = trainer.fit(model, batches, partial(torch.optim.AdamW, lr=lr, weight_decay=weight_decay))
     encoder.eval()
     return result
