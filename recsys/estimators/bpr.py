@@ -2,7 +2,7 @@
 
 It composes the one BPR-MF model (:class:`~recsys.models.bpr.BPRMF`, which the Trainer also trains
 by gradient descent) with the Hogwild BPR engine (:class:`~recsys.training.bpr_hogwild.BPRHogwild`:
-implicit's per-pair SGD, vectorized; ``workers`` forked processes on CPU). The result is the BPRMF
+implicit's per-pair SGD: a compiled loop on ``workers`` threads on CPU, vectorized torch steps on GPU). The result is the BPRMF
 (``model_``), scored by the shared evaluator like every other model.
 """
 
@@ -42,15 +42,18 @@ class BayesianPersonalizedRanking:
         workers: int = 2,
         seed: int = 0,
         device: str = "auto",
+        kernel: str = "auto",
     ) -> None:
         self.factors, self.learning_rate, self.regularization, self.iterations = factors, learning_rate, regularization, iterations
         self.negatives, self.batch_size, self.workers, self.seed, self.device = negatives, batch_size, workers, seed, device
+        self.kernel = kernel
 
     def _engine(self) -> BPRHogwild:
         if int(self.factors) < 1:
             raise ConfigError(f"factors must be >= 1, got {self.factors}", where="BayesianPersonalizedRanking", fix="set factors to a positive integer")
         return BPRHogwild(learning_rate=self.learning_rate, regularization=self.regularization, iterations=self.iterations,
-                          negatives=self.negatives, batch_size=self.batch_size, workers=self.workers, init="uniform")
+                          negatives=self.negatives, batch_size=self.batch_size, workers=self.workers, init="uniform",
+                          kernel=self.kernel)
 
     def fit(self, interactions: Interactions) -> BayesianPersonalizedRanking:
         """Train on ``interactions`` (every (user, item) row is a positive); sets ``model_`` and ``train_seconds_``."""

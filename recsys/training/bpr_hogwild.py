@@ -12,6 +12,11 @@ with L2 ``regularization`` on the touched rows, ``batch_size`` pairs per vectori
 measured 20-35% less gather/scatter time at ``D = 64`` than ``D + 1``. On CPU, ``workers``
 Hogwild workers (:mod:`recsys.training.hogwild`) share the table.
 
+On CPU with numba installed (``kernel="auto"``, or ``"numba"``), the same update runs instead as a compiled
+per-pair loop on ``workers`` threads (:mod:`recsys.training.bpr_kernel`, as ``implicit``'s Cython loop):
+pairs one after another, so ``batch_size`` does not apply; the draws are the same kind, from the loop's
+own per-thread streams. ``kernel="torch"`` keeps the vectorized steps, which GPUs always run.
+
 The engine trains any model with ``user_embedding``, ``item_embedding`` (``nn.Embedding`` of
 ``(U, D)``, ``(N, D)``) and ``item_bias`` (``(N, 1)``) tables scored ``u . i + b_i``
 (:class:`~recsys.models.bpr.BPRMF`), and writes the result back into them.
@@ -24,11 +29,13 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from recsys.errors import ConfigError, DataError
 from recsys.runtime import progress_bar
+from recsys.training import bpr_kernel
 from recsys.training.hogwild import can_fork, run_workers, seed_from, shared_zeros
 
 if TYPE_CHECKING:
@@ -42,6 +49,7 @@ log = logging.getLogger(__name__)
 _SEED_MASK = (1 << 63) - 1
 _BITMAP_BYTES = 1 << 28  # seen (user, item) pairs as a bitmap up to 256 MiB, else a sorted key array
 _INITS = ("uniform", "model")
+_KERNELS = ("auto", "numba", "torch")
 
 
 class SeenPairs:
@@ -105,6 +113,7 @@ class BPRHogwild:
         batch_size: int = 1024,
         workers: int = 2,
         init: str = "uniform",
+        kernel: str = "auto",
     ) -> None:
         for name, value in (("iterations", iterations), ("batch_size", batch_size), ("workers", workers)):
             if int(value) < 1:
@@ -116,8 +125,16 @@ class BPRHogwild:
             raise ConfigError(f"negatives must be 'popularity' or 'uniform', got {negatives!r}", where="BPRHogwild", fix="negatives=popularity")
         if init not in _INITS:
             raise ConfigError(f"init must be one of {_INITS}, got {init!r}", where="BPRHogwild", fix="init=uniform")
+        if kernel not in _KERNELS:
+            raise ConfigError(f"kernel must be one of {_KERNELS}, got {kernel!r}", where="BPRHogwild", fix="kernel=auto")
+        if kernel == "numba" and not bpr_kernel.available():
+            raise ConfigError("kernel='numba' but numba is not installed", where="BPRHogwild", fix="pip install numba, or kernel=auto")
         self.learning_rate, self.regularization, self.iterations = learning_rate, regularization, iterations
-        self.negatives, self.batch_size, self.workers, self.init = negatives, batch_size, workers, init
+        self.negatives, self.batch_size, self.workers, self.init, self.kernel = negatives, batch_size, workers, init, kernel
+
+    def compiled(self, device: torch.device) -> bool:
+        """Whether a fit on ``device`` runs the compiled per-pair loop (:mod:`recsys.training.bpr_kernel`)."""
+        return device.type == "cpu" and self.kernel != "torch" and bpr_kernel.available()
 
     def fit(self, model: Recommender, train: Interactions, *, device: torch.device, generator: torch.Generator,
             progress: bool = True) -> None:
@@ -133,9 +150,10 @@ class BPRHogwild:
         if (train.num_users, train.num_items) != (num_users, num_items):
             raise DataError(f"data has {train.num_users} users / {train.num_items} items, model {num_users} / {num_items}",
                             where="BPRHogwild.fit", fix="build the model with the dataset's num_users and num_items")
+        compiled = self.compiled(device)
         users, items = train.user_index.to(device), train.item_index.to(device)
-        seen = SeenPairs(users, items, num_items)
-        table = shared_zeros if workers > 1 and can_fork() else torch.zeros
+        seen = None if compiled else SeenPairs(users, items, num_items)
+        table = shared_zeros if workers > 1 and can_fork() and not compiled else torch.zeros
         factors, bias = table(num_users + num_items, dim), table(num_users + num_items)  # (U+N, D), (U+N,): users, then items
         if self.init == "uniform":  # implicit's initialization
             init = torch.Generator().manual_seed(seed)
@@ -147,8 +165,11 @@ class BPRHogwild:
             bias[num_users:] = bias_weight.detach().cpu().view(-1)
         factors, bias = factors.to(device), bias.to(device)
         started = time.perf_counter()
-        work = lambda rank: self._train_worker(rank, workers, seed, factors, bias, users, items, seen, num_users, num_items, progress)
-        skipped = sum(run_workers(work, workers))
+        if compiled:
+            skipped = self._train_compiled(workers, seed, factors, bias, users, items, num_users, num_items, progress)
+        else:
+            work = lambda rank: self._train_worker(rank, workers, seed, factors, bias, users, items, seen, num_users, num_items, progress)
+            skipped = sum(run_workers(work, workers))
         run = BPRRun(time.perf_counter() - started, skipped, self.iterations * len(users))
         log.info("BPR: %d iterations, %d workers, %.2fs, %d of %d samples skipped (negative seen)", self.iterations, workers,
                  run.seconds, run.skipped, run.samples)
@@ -157,6 +178,22 @@ class BPRHogwild:
             item_weight.copy_(factors[num_users:])
             bias_weight.copy_(bias[num_users:].unsqueeze(1))
         return run
+
+    def _train_compiled(self, workers: int, seed: int, factors: Tensor, bias: Tensor, users: Tensor, items: Tensor,
+                        num_users: int, num_items: int, progress: bool) -> int:
+        """Every iteration as one call of the compiled loop, ``workers`` threads; returns how many pairs were skipped."""
+        users_np, items_np = users.numpy().astype(np.int64), items.numpy().astype(np.int64)
+        indptr, indices = bpr_kernel.csr_rows(users_np, items_np, num_users, num_items)
+        words = bpr_kernel.seen_bitmap(indptr, indices, num_items)
+        factors_np, bias_np = factors.numpy(), bias.numpy()  # the tables themselves: updated in place
+        skipped = 0
+        for iteration in progress_bar(range(self.iterations), desc="BPR", unit="it", disable=None if progress else True):
+            skipped += bpr_kernel.bpr_iteration(
+                factors_np, bias_np, users_np, items_np, indptr, indices, words, num_users=num_users, num_items=num_items,
+                popularity=self.negatives == "popularity", lr=self.learning_rate, reg=self.regularization,
+                seed=hash((seed, iteration)) & _SEED_MASK, threads=workers,
+            )
+        return skipped
 
     def _train_worker(self, rank: int, workers: int, seed: int, factors: Tensor, bias: Tensor, users: Tensor, items: Tensor,
                       seen: SeenPairs, num_users: int, num_items: int, progress: bool) -> int:
