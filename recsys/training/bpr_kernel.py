@@ -19,7 +19,7 @@ import functools
 
 import numpy as np
 
-__all__ = ["available", "bpr_iteration", "csr_rows", "seen_bitmap"]
+__all__ = ["available", "bpr_iteration", "csr_rows", "load", "seen_bitmap"]
 
 _BITMAP_BYTES = 1 << 28  # seen pairs as a users x items bitmap up to 256 MiB (one load per check), else binary search
 
@@ -31,6 +31,15 @@ def available() -> bool:
     except ImportError:  # pragma: no cover - depends on the environment
         return False
     return True
+
+
+def load() -> None:
+    """Compile the loop, or load it from numba's cache (``__pycache__``; about 1 s per process), for the types
+    :func:`bpr_iteration` passes, so that the fit's first iteration does not pay for it."""
+    factors, bias = np.zeros((2, 1), np.float32), np.zeros(2, np.float32)
+    indptr, indices = csr_rows(np.zeros(1, np.int64), np.zeros(1, np.int64), 1, 1)
+    bpr_iteration(factors, bias, np.zeros(1, np.int64), np.zeros(1, np.int64), indptr, indices, seen_bitmap(indptr, indices, 1),
+                  num_users=1, num_items=1, popularity=True, lr=0.0, reg=0.0, seed=0, threads=1)
 
 
 def csr_rows(users: np.ndarray, items: np.ndarray, num_users: int, num_items: int) -> tuple[np.ndarray, np.ndarray]:
