@@ -125,8 +125,8 @@ class ImplicitBPR:
 class GensimItem2Vec:
     """gensim ``Word2Vec`` with the container's (:class:`~recsys.models.item2vec.Item2Vec`) hyperparameters."""
 
-    def __init__(self, workers: int | None = 2) -> None:
-        self.workers = workers or 1
+    def __init__(self, workers: int | None = 2, kernel: str | None = None) -> None:
+        self.workers = workers or 1  # kernel: our engine's choice, inherited from conf/model/item2vec.yaml; gensim has its own
 
     def fit(self, model: Recommender, train: Interactions, *, device: torch.device, generator: torch.Generator,
             progress: bool = True) -> None:

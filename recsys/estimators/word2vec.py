@@ -2,7 +2,8 @@
 
 A facade: it reads the corpus (token lists, an :class:`~recsys.data.interactions.Interactions`, or a
 user/item frame), builds the vocabulary and hands the training to the SGNS engine
-(:class:`recsys.training.sgns.SGNS`: vectorized minibatch Hogwild SGD, ``workers`` forked processes on
+(:class:`recsys.training.sgns.SGNS`: on CPU a compiled per-center loop on ``workers`` threads when numba is
+installed and ``hs=0`` (``kernel``), else vectorized minibatch Hogwild SGD, ``workers`` forked processes on
 CPU; negative sampling and/or hierarchical softmax); the trained vectors come back as :class:`KeyedVectors` (``wv``).
 """
 
@@ -22,7 +23,7 @@ from recsys.data.skipgram import sentence_ids
 from recsys.embeddings.keyed_vectors import KeyedVectors, _load_npz, _save_npz
 from recsys.errors import ConfigError, DataError
 from recsys.runtime import atomic_write, resolve_device
-from recsys.training.sgns import SGNS, build_vocabulary
+from recsys.training.sgns import SGNS, build_vocabulary, check_kernel
 
 
 def corpus_frame(corpus: Any) -> pl.DataFrame:
@@ -91,18 +92,20 @@ class Word2Vec:
         workers: int = 2,
         seed: int = 1,
         device: str = "auto",
-        init_scale: float = 0.75,
+        init_scale: float | None = None,
+        kernel: str = "auto",
     ) -> None:
         self.vector_size, self.window, self.negative, self.hs, self.sg, self.cbow_mean = vector_size, window, negative, hs, sg, cbow_mean
         self.min_count, self.sample, self.epochs, self.alpha, self.min_alpha = min_count, sample, epochs, alpha, min_alpha
         self.ns_exponent, self.shrink_windows, self.basket = ns_exponent, shrink_windows, basket
         self.batch_size, self.workers, self.seed, self.device = batch_size, workers, seed, device
-        self.init_scale = init_scale
+        self.init_scale, self.kernel = init_scale, kernel
 
     def _engine(self) -> SGNS:
         """The training hyperparameters of this estimator, checked."""
         engine = SGNS.from_model(self)
         engine.check(where="Word2Vec")
+        check_kernel(self.kernel, self.hs, where="Word2Vec")
         for name in ("workers", "min_count"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}", where="Word2Vec", fix=f"set {name} to a positive integer")
@@ -115,7 +118,7 @@ class Word2Vec:
         engine = self._engine()
         keys, counts, tokens, offsets = build_vocabulary(corpus_frame(corpus), self.min_count, where="Word2Vec.fit")
         device = resolve_device(self.device, where="Word2Vec(device=...)")
-        result = engine.train(counts, tokens, offsets, workers=self.workers, device=device, seed=self.seed)
+        result = engine.train(counts, tokens, offsets, workers=self.workers, device=device, seed=self.seed, kernel=self.kernel)
         self.train_seconds_, self.effective_words_, self.corpus_words_ = result.seconds, result.effective_words, len(tokens) * self.epochs
         self.wv_ = KeyedVectors(keys, result.vectors)
         self.syn1neg_, self.syn1_, self.tree_ = result.syn1neg, result.syn1, result.tree
