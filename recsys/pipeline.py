@@ -48,6 +48,7 @@ from recsys.models.popularity import Popularity
 from recsys.runs import model_spec, save_run
 from recsys.runtime import atomic_write, atomic_write_text, resolve_device
 from recsys.training.distributed import is_main_process
+from recsys.training.engine import warm_up_in_background
 from recsys.training.monitor import Monitor
 from recsys.training.trainer import Trainer
 
@@ -231,6 +232,8 @@ def run_pipeline(
     trainer = trainer if trainer is not None else Trainer()
     evaluator = evaluator if evaluator is not None else RankingEvaluator()
     run_dir = Path(run_dir) if run_dir is not None else None
+    if engine is not None:  # compiled engine code (numba) loads while the data is split
+        warm_up_in_background(engine, resolve_device(trainer.device, where="trainer.device"))
     with _seeded(seed):
         split = split(data) if callable(split) else split
         _check_parts(data, split, ("train", "test") if evaluate_test else ("train",))

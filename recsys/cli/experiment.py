@@ -23,6 +23,7 @@ from recsys.pipeline import DATA_ARGUMENTS, RunResult, check_compatible, check_m
 from recsys.runtime import atomic_write_text, resolve_device
 from recsys.training import is_main_process, load_checkpoint, seed_everything
 from recsys.training.checkpoint import TRAINER_KEYS
+from recsys.training.engine import warm_up_in_background
 
 log = logging.getLogger(__name__)
 
@@ -173,7 +174,9 @@ def run_experiment(cfg: DictConfig, run_dir: Path | None, *, data: Interactions 
     optimizer = build(model_cfg.optimizer, "model.optimizer") if model_cfg.optimizer else None
     validate_config(cfg, optimizer)
     trainer = build(cfg.trainer, "trainer")
-    resolve_device(trainer.device, where="trainer.device")
+    device = resolve_device(trainer.device, where="trainer.device")
+    engine = build(model_cfg.engine, "model.engine") if model_cfg.get("engine") else None
+    warm_up_in_background(engine, device)  # compiled engine code loads while the data does
     evaluator = factory(cfg.eval, "eval")
     features_cfg = cfg.get("features") or None
     from_data = features_cfg is not None and bool(_missing(features_cfg))  # e.g. features=fields: the dataset's fields
@@ -206,7 +209,7 @@ def run_experiment(cfg: DictConfig, run_dir: Path | None, *, data: Interactions 
         split=split,
         batches=factory(model_cfg.batches, "model.batches") if model_cfg.batches else None,
         optimizer=optimizer,
-        engine=build(model_cfg.engine, "model.engine") if model_cfg.get("engine") else None,
+        engine=engine,
         features=features,
         trainer=trainer,
         evaluator=evaluator,

@@ -132,6 +132,11 @@ class BPRHogwild:
         self.learning_rate, self.regularization, self.iterations = learning_rate, regularization, iterations
         self.negatives, self.batch_size, self.workers, self.init, self.kernel = negatives, batch_size, workers, init, kernel
 
+    def warm_up(self, device: torch.device) -> None:
+        """Load the compiled loop now if a fit on ``device`` will run it (see :func:`~recsys.training.engine.warm_up_in_background`)."""
+        if self.compiled(device):
+            bpr_kernel.load()
+
     def compiled(self, device: torch.device) -> bool:
         """Whether a fit on ``device`` runs the compiled per-pair loop (:mod:`recsys.training.bpr_kernel`)."""
         return device.type == "cpu" and self.kernel != "torch" and bpr_kernel.available()

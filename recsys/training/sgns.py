@@ -454,6 +454,11 @@ class SGNSEngine:
         check_kernel(kernel, None, where="SGNSEngine")
         self.workers, self.kernel = workers, kernel
 
+    def warm_up(self, device: torch.device) -> None:
+        """Load the compiled loop now if a fit on ``device`` may run it (see :func:`~recsys.training.engine.warm_up_in_background`)."""
+        if device.type == "cpu" and self.kernel != "torch" and sgns_kernel.available():
+            sgns_kernel.load()
+
     def fit(self, model: Recommender, train: Interactions, *, device: torch.device, generator: torch.Generator,
             progress: bool = True) -> None:
         self.fit_seeded(model, train, device=device, seed=seed_from(generator), progress=progress)

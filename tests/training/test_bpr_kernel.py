@@ -107,3 +107,18 @@ def test_the_engine_picks_its_kernel() -> None:
     assert not BPRHogwild(kernel="torch").compiled(cpu) and not BPRHogwild().compiled(cuda)
     with pytest.raises(ConfigError, match="kernel must be one of"):
         BPRHogwild(kernel="cython")
+
+
+def test_warm_up_loads_the_loop_in_the_background_only_where_a_fit_runs_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    from recsys.training.engine import warm_up_in_background
+
+    thread = warm_up_in_background(BPRHogwild(), torch.device("cpu"))
+    thread.join(timeout=120)
+    assert not thread.is_alive() and len(bpr_kernel._kernel().signatures) >= 1  # compiled or loaded from the cache
+    calls = []
+    monkeypatch.setattr(bpr_kernel, "load", lambda: calls.append(1))
+    BPRHogwild(kernel="torch").warm_up(torch.device("cpu"))
+    BPRHogwild().warm_up(torch.device("cuda"))
+    assert calls == []
+    BPRHogwild().warm_up(torch.device("cpu"))
+    assert calls == [1]
