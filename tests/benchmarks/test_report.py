@@ -228,6 +228,7 @@ def test_training_curves_have_one_line_per_model_and_seed(store: dict) -> None:
         assert sorted(line.get_label() for line in ax.get_lines()) == with_epochs  # the peer wrote no metrics.csv
 
 
+@pytest.mark.slow  # multi-second training: the slow step of CI runs it
 def test_report_files(store: dict, report: dict[str, Path]) -> None:
     pngs = [path for name, path in report.items() if name not in ("markdown", "html")]
     assert sorted(p.name for p in pngs) == sorted(f"{d}-{kind}.png" for d in DATASETS for kind in ("bars", "pareto", "at-k", "curves"))
@@ -254,6 +255,7 @@ def _table(markdown: str, dataset: str) -> tuple[list[str], list[list[str]]]:
     return split[0], split[2:]
 
 
+@pytest.mark.slow  # shares the multi-second report fixture with test_report_files
 @pytest.mark.parametrize("dataset", list(DATASETS))
 def test_report_bolds_the_best_and_keeps_failed_cells_apart(store: dict, report: dict[str, Path], dataset: str) -> None:
     markdown = report["markdown"].read_text()

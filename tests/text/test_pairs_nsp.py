@@ -100,6 +100,7 @@ def test_nsp_batches_deterministic_and_redrawn(tok):
         MLMBatches(a, tok, nsp=True)
 
 
+@pytest.mark.slow  # multi-second training: the slow step of CI runs it
 def test_nsp_head_learns_planted_pairs(tok):
     torch.manual_seed(0)
     g = torch.Generator().manual_seed(0)

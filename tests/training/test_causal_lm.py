@@ -15,6 +15,7 @@ LETTERS = "abcdefgh"
 TEXTS = [" ".join(LETTERS[(i + k) % 8] for k in range(4)) for i in range(8)] * 8  # "a b c d", "b c d e", ..., "h a b c"
 
 
+@pytest.mark.slow  # multi-second training: the slow step of CI runs it
 def test_next_token_of_a_planted_language_is_learned():
     tok = TextTokenizer.train(TEXTS, vocab_size=40)
     torch.manual_seed(0)

@@ -54,6 +54,7 @@ def test_fine_tuning_changes_encoder_feature_extraction_does_not(tok):
     assert any(not torch.equal(before[k], v) for k, v in enc.state_dict().items())
 
 
+@pytest.mark.slow  # multi-second training: the slow step of CI runs it
 def test_planted_multilabel_is_learned(tok):
     texts, labels = planted(384, 1)
     test_texts, test_labels = planted(128, 2)
