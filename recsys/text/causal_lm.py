@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from recsys.errors import ConfigError
 from recsys.text.encoder import BertEncoder
+from recsys.text.mlm import length_groups
 from recsys.text.tokenizer import TextTokenizer
 
 __all__ = ["CausalLMBatches", "CausalLanguageModel", "next_token_targets"]
@@ -66,10 +67,7 @@ class CausalLMBatches:
 
     def __iter__(self) -> Iterator[dict[str, Tensor]]:
         generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        order = torch.randperm(len(self.input_ids), generator=generator)
-        groups = []  # texts of similar length batched together (less padding), in shuffled windows of 50 batches
-        for window in order.split(self.batch_size * 50):
-            groups.extend(window[self.lengths[window].argsort(stable=True)].split(self.batch_size))
+        groups = length_groups(torch.randperm(len(self.input_ids), generator=generator), self.lengths, self.batch_size)
         for index in torch.randperm(len(groups), generator=generator).tolist():
             rows = groups[index]
             width = int(self.lengths[rows].max())  # trim padding to this batch's longest text

@@ -22,9 +22,22 @@ from recsys.errors import ConfigError, DataError
 from recsys.text.encoder import BertEncoder
 from recsys.text.tokenizer import TextTokenizer
 
-__all__ = ["IGNORE_INDEX", "MLMBatches", "MaskedLanguageModel", "mask_tokens", "nsp_pairs"]
+__all__ = ["IGNORE_INDEX", "MLMBatches", "MaskedLanguageModel", "length_groups", "mask_tokens", "nsp_pairs"]
 
 IGNORE_INDEX = -100
+
+
+def length_groups(order: Tensor, lengths: Tensor, batch_size: int, window: int = 50) -> list[Tensor]:
+    """The rows of ``order`` cut into batches of similar ``lengths`` (less padding): sorted by length (stable)
+    within consecutive windows of ``window`` batches, so a shuffled ``order`` stays shuffled across windows.
+
+    >>> [g.tolist() for g in length_groups(torch.tensor([3, 0, 2, 1]), torch.tensor([5, 1, 5, 1]), batch_size=2)]
+    [[3, 1], [0, 2]]
+    """
+    groups: list[Tensor] = []
+    for part in order.split(batch_size * window):
+        groups.extend(part[lengths[part].argsort(stable=True)].split(batch_size))
+    return groups
 
 
 def mask_tokens(
@@ -148,10 +161,7 @@ class MLMBatches:
             a, b, is_next = nsp_pairs(self.texts, self.second, generator)
             self._encode(a, b)
             next_label = (~is_next).long()  # (N,)
-        order = torch.randperm(len(self.input_ids), generator=generator)
-        groups = []  # texts of similar length batched together (less padding), in shuffled windows of 50 batches
-        for window in order.split(self.batch_size * 50):
-            groups.extend(window[self.lengths[window].argsort(stable=True)].split(self.batch_size))
+        groups = length_groups(torch.randperm(len(self.input_ids), generator=generator), self.lengths, self.batch_size)
         for index in torch.randperm(len(groups), generator=generator).tolist():
             rows = groups[index]
             width = int(self.lengths[rows].max())  # trim padding to this batch's longest text

@@ -19,6 +19,7 @@ from recsys.models.base import Recommender
 from recsys.runtime import resolve_device
 from recsys.text.encoder import BertEncoder
 from recsys.text.heads import TextClassifier, check_labels, pooled_features, task_loss
+from recsys.text.mlm import length_groups
 from recsys.text.tokenizer import TextTokenizer
 from recsys.training.optim import Adam
 from recsys.training.trainer import FitResult, Trainer
@@ -97,10 +98,8 @@ class _LabeledBatches:
         order = torch.randperm(len(self.labels), generator=generator)
         if self.lengths is None:
             groups = list(order.split(self.batch_size))
-        else:  # texts of similar length together (less padding), in shuffled windows of 50 batches
-            groups = []
-            for window in order.split(self.batch_size * 50):
-                groups.extend(window[self.lengths[window].argsort(stable=True)].split(self.batch_size))
+        else:  # texts of similar length together (less padding)
+            groups = length_groups(order, self.lengths, self.batch_size)
         for index in torch.randperm(len(groups), generator=generator).tolist():
             rows = groups[index]
             if self.lengths is None:
