@@ -19,6 +19,8 @@ import functools
 
 import numpy as np
 
+from recsys.training.hogwild import once
+
 __all__ = ["available", "bpr_iteration", "csr_rows", "load", "seen_bitmap"]
 
 _BITMAP_BYTES = 1 << 28  # seen pairs as a users x items bitmap up to 256 MiB (one load per check), else binary search
@@ -33,6 +35,7 @@ def available() -> bool:
     return True
 
 
+@once
 def load() -> None:
     """Compile the loop, or load it from numba's cache (``__pycache__``; about 1 s per process), for the types
     :func:`bpr_iteration` passes, so that the fit's first iteration does not pay for it."""

@@ -27,6 +27,8 @@ import functools
 
 import numpy as np
 
+from recsys.training.hogwild import once
+
 __all__ = ["available", "load", "sgns_epoch", "sigmoid_table", "thread_bounds"]
 
 
@@ -51,6 +53,7 @@ def thread_bounds(offsets: np.ndarray, threads: int) -> np.ndarray:
     return bounds.astype(np.int64)
 
 
+@once
 def load() -> None:
     """Compile the loop, or load it from numba's cache (``__pycache__``; about 1 s of CPU), for the types
     :func:`sgns_epoch` passes, so that the first epoch does not pay for it."""
