@@ -1,4 +1,4 @@
-"""Shared fixtures: where the real datasets live, and skipping when they are absent."""
+"""Shared fixtures: where the real datasets live, and skipping when they are absent; one torch thread for tiny models."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 SHARED_DATASETS = Path(
     os.environ.get("RECSYS_SHARED_DATASETS", Path(__file__).resolve().parents[1].parent / "shared" / "datasets")
@@ -18,3 +19,12 @@ def shared_datasets() -> Path:
     if not SHARED_DATASETS.is_dir():
         pytest.skip(f"real datasets not found at {SHARED_DATASETS} (set RECSYS_SHARED_DATASETS)")
     return SHARED_DATASETS
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Torch on one intra-op thread for the test (tiny models: threads only contend), restored after it."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

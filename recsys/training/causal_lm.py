@@ -10,24 +10,12 @@ from functools import partial
 import torch
 from torch import Tensor
 
-from recsys.models.base import Recommender
 from recsys.text.causal_lm import CausalLanguageModel, CausalLMBatches
 from recsys.text.encoder import BertEncoder
 from recsys.text.tokenizer import TextTokenizer
-from recsys.training.trainer import FitResult, Trainer
+from recsys.training.trainer import FitResult, LossObjective, Trainer
 
 __all__ = ["pretrain_causal_lm"]
-
-
-class _CausalLMObjective(Recommender):
-    """The Trainer's contract (``loss(batch)``, ``trainable``, ``device``) around a :class:`CausalLanguageModel`."""
-
-    def __init__(self, lm: CausalLanguageModel) -> None:
-        super().__init__()
-        self.lm = lm
-
-    def loss(self, batch: dict[str, Tensor]) -> Tensor:
-        return self.lm.loss(batch)
 
 
 def pretrain_causal_lm(
@@ -60,6 +48,6 @@ def pretrain_causal_lm(
     with torch.random.fork_rng(devices=[]):  # dropout and the head's init draw from a seeded, private stream
         torch.manual_seed(seed)
         lm = encoder if isinstance(encoder, CausalLanguageModel) else CausalLanguageModel(encoder)
-        result = trainer.fit(_CausalLMObjective(lm), batches, partial(torch.optim.AdamW, lr=lr, weight_decay=weight_decay))
+        result = trainer.fit(LossObjective(lm), batches, partial(torch.optim.AdamW, lr=lr, weight_decay=weight_decay))
     lm.eval()
     return result

@@ -15,14 +15,13 @@ import torch
 from torch import Tensor
 
 from recsys.errors import ConfigError, DataError
-from recsys.models.base import Recommender
 from recsys.runtime import resolve_device
 from recsys.text.encoder import BertEncoder
 from recsys.text.heads import TextClassifier, check_labels, pooled_features, task_loss
 from recsys.text.mlm import length_groups
 from recsys.text.tokenizer import TextTokenizer
 from recsys.training.optim import Adam
-from recsys.training.trainer import FitResult, Trainer
+from recsys.training.trainer import FitResult, LossObjective, Trainer
 
 __all__ = ["LinearWarmupAdamW", "fine_tune"]
 
@@ -65,17 +64,6 @@ class LinearWarmupAdamW(Adam):
         self.steps_done += 1
         self._set_lr()
         return loss
-
-
-class _Objective(Recommender):
-    """The Trainer's contract (``loss(batch)``, ``trainable``, ``device``) around a :class:`TextClassifier`."""
-
-    def __init__(self, classifier: TextClassifier) -> None:
-        super().__init__()
-        self.classifier = classifier
-
-    def loss(self, batch: dict[str, Tensor]) -> Tensor:
-        return self.classifier.loss(batch)
 
 
 class _LabeledBatches:
@@ -203,8 +191,8 @@ def fine_tune(
             elif freeze_encoder:
                 cached = pooled_features(classifier, tokenizer, valid_texts, 2 * batch_size, valid_pairs, max_length)
 
-            def validate(model: _Objective) -> dict[str, float]:
-                clf = model.classifier
+            def validate(model: LossObjective) -> dict[str, float]:
+                clf = model.module
                 pooled = cached if cached is not None else pooled_features(
                     clf, tokenizer, valid_texts, 2 * batch_size, valid_pairs, max_length)
                 return {"valid_loss": float(task_loss(clf.head_logits(pooled), valid_labels.to(pooled.device), task))}
@@ -215,6 +203,6 @@ def fine_tune(
         )
         trainer = Trainer(epochs=epochs, device=str(device_), mixed_precision=True, patience=None, progress=progress,
                           tensorboard=False, grad_clip_norm=1.0, monitor="valid_loss", mode="min", threads=threads)
-        result = trainer.fit(_Objective(classifier), batches, optimizer, validate=validate)
+        result = trainer.fit(LossObjective(classifier), batches, optimizer, validate=validate)
     classifier.eval()
     return classifier, result

@@ -10,24 +10,12 @@ from functools import partial
 import torch
 from torch import Tensor
 
-from recsys.models.base import Recommender
 from recsys.text.encoder import BertEncoder
 from recsys.text.mlm import MaskedLanguageModel, MLMBatches
 from recsys.text.tokenizer import TextTokenizer
-from recsys.training.trainer import FitResult, Trainer
+from recsys.training.trainer import FitResult, LossObjective, Trainer
 
 __all__ = ["pretrain_mlm"]
-
-
-class _MLMObjective(Recommender):
-    """The Trainer's contract (``loss(batch)``, ``trainable``, ``device``) around a :class:`MaskedLanguageModel`."""
-
-    def __init__(self, mlm: MaskedLanguageModel) -> None:
-        super().__init__()
-        self.mlm = mlm
-
-    def loss(self, batch: dict[str, Tensor]) -> Tensor:
-        return self.mlm.loss(batch)
 
 
 def pretrain_mlm(
@@ -62,7 +50,7 @@ def pretrain_mlm(
     trainer = Trainer(epochs=epochs, device=device, mixed_precision=True, patience=None, progress=progress, tensorboard=False)
     with torch.random.fork_rng(devices=[]):  # dropout and the head's init draw from a seeded, private stream
         torch.manual_seed(seed)
-        model = _MLMObjective(MaskedLanguageModel(encoder, nsp=nsp))
+        model = LossObjective(MaskedLanguageModel(encoder, nsp=nsp))
         result = trainer.fit(model, batches, partial(torch.optim.AdamW, lr=lr, weight_decay=weight_decay))
     encoder.eval()
     return result

@@ -87,6 +87,24 @@ def clip_grad_norm(parameters: Iterable[nn.Parameter], max_norm: float) -> Tenso
     return total
 
 
+class LossObjective(Recommender):
+    """The Trainer's contract (``loss(batch)``, ``trainable``, ``device``) around any module with a ``loss(batch)``
+    that ranks no items (the MLM, causal-LM and fine-tuning recipes); the module is ``.module``.
+
+    >>> objective = LossObjective(nn.Linear(2, 1))
+    >>> objective.module.loss = lambda batch: batch["x"].sum()
+    >>> float(objective.loss({"x": torch.ones(3)}))
+    3.0
+    """
+
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__()
+        self.module = module
+
+    def loss(self, batch: dict[str, Tensor]) -> Tensor:
+        return self.module.loss(batch)
+
+
 class _LossTracker:
     """Sums per-batch losses on the device and checks them for NaN/inf every ``sync_every`` batches,
     so CUDA does not synchronize on every step."""

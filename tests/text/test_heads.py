@@ -12,12 +12,7 @@ from recsys.text.tokenizer import TextTokenizer
 TEXTS = ["red apple", "green apple pie", "red car", "blue sky at night", "apple", "green green car"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -14,12 +14,7 @@ COLORS = ["red", "green", "blue", "black", "white", "pink", "brown", "gray", "go
 THINGS = ["apple", "car", "house", "night", "river", "stone", "cloud", "horse", "train", "ship"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny models: threads only contend
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")
