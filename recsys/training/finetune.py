@@ -65,6 +65,19 @@ class LinearWarmupAdamW(Adam):
         self._set_lr()
         return loss
 
+    def state_dict(self) -> dict:
+        """Adam's state and the schedule's position, so a resumed run continues the schedule."""
+        return {**super().state_dict(), "schedule": {"steps_done": self.steps_done, "total_steps": self.total_steps,
+                                                     "warmup_steps": self.warmup_steps}}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        state_dict = dict(state_dict)
+        schedule = state_dict.pop("schedule", None)
+        super().load_state_dict(state_dict)
+        if schedule is not None:
+            self.steps_done, self.total_steps, self.warmup_steps = (int(schedule[key]) for key in ("steps_done", "total_steps", "warmup_steps"))
+        self._set_lr()
+
 
 class _LabeledBatches:
     """Shuffled batches of ``inputs`` rows (token tensors trimmed to each batch's longest text, or pooled
