@@ -2,7 +2,9 @@
 
 :class:`FittedRecommender` wraps a fitted model with its vocabularies and the interactions known at
 inference time (what :func:`recsys.load_run` and :func:`recsys.run_pipeline` give back). Scoring is
-batched on the model's device: one ``(B, N)`` score block, seen items set to ``-inf``, one ``topk``.
+batched on the model's device: one ``(B, N)`` score block, seen items set to ``-inf``, the top ``N`` kept
+(:mod:`recsys.evaluation.topk`); models scored by inner products (``score_vectors``: BPR-MF, ALS) score item
+tiles that stay in cache instead of the whole block.
 
 >>> import polars as pl, torch
 >>> from recsys.data import from_frame
@@ -32,6 +34,7 @@ from recsys.data.interactions import Interactions
 from recsys.data.vocabulary import Vocabulary, _as_series
 from recsys.embeddings.keyed_vectors import KeyedVectors
 from recsys.errors import ConfigError, DataError
+from recsys.evaluation.topk import topk, topk_dot
 from recsys.models.base import Recommender
 from recsys.runtime import progress_bar
 
@@ -195,12 +198,11 @@ class FittedRecommender:
         cand = candidates.to(device) if candidates is not None else None
         rows, cols, vals = [], [], []
         fresh = self._score_fresh(history) if fresh_scores else None
+        dot = model.score_vectors() if fresh is None and cand is None else None  # inner products: ranked tile by tile
         with torch.no_grad():
             starts = range(0, len(index), batch_size)
             for start in progress_bar(starts, desc="recommend", unit="batch", disable=not progress):
                 users = index[start : start + batch_size]
-                scores = (fresh[start : start + batch_size] if fresh is not None else model.score_users(users.to(device), history))
-                scores = scores.float().to(device).clone()  # (B, N)
                 if seen is not None:
                     crow, col = seen.crow_indices(), seen.col_indices()
                     lo, hi = crow[users], crow[users + 1]
@@ -208,16 +210,23 @@ class FittedRecommender:
                     row = torch.repeat_interleave(torch.arange(len(users), device=device), counts)
                     offsets = torch.repeat_interleave(lo.to(device) - torch.cumsum(counts, 0) + counts, counts)
                     flat = col.to(device)[torch.arange(int(counts.sum()), device=device) + offsets]
-                    scores[row, flat] = float("-inf")
-                if banned is not None:
-                    scores[:, banned.to(device)] = float("-inf")
-                if cand is not None:
-                    scores = scores.index_select(1, cand)  # (B, C)
-                top = scores.topk(k, dim=1)  # (B, K)
-                item = top.indices if cand is None else cand[top.indices]
+                if dot is not None:
+                    exclude = None if seen is None else (torch.cat([counts.new_zeros(1), counts.cumsum(0)]).cpu().numpy(), flat.cpu().numpy())
+                    values, top = topk_dot(dot[0][users.to(device)], dot[1], k, exclude=exclude, banned=banned)
+                else:
+                    scores = (fresh[start : start + batch_size] if fresh is not None else model.score_users(users.to(device), history))
+                    scores = scores.float().to(device).clone()  # (B, N)
+                    if seen is not None:
+                        scores[row, flat] = float("-inf")
+                    if banned is not None:
+                        scores[:, banned.to(device)] = float("-inf")
+                    if cand is not None:
+                        scores = scores.index_select(1, cand)  # (B, C)
+                    values, top = topk(scores, k)  # (B, K)
+                item = top if cand is None else cand[top.to(device)]
                 rows.append(torch.arange(start, start + len(users)).unsqueeze(1).expand(-1, k).cpu())
                 cols.append(item.cpu())
-                vals.append(top.values.cpu())
+                vals.append(values.cpu())
         if not rows:
             return pl.DataFrame(schema={"user": ids.dtype, "item": self.items.ids.dtype, "score": pl.Float32, "rank": pl.Int64})
         row, col, val = (torch.cat(x).flatten() for x in (rows, cols, vals))

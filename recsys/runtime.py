@@ -1,5 +1,5 @@
-"""What every layer shares about the machine and the file system: the one device resolver and the one
-atomic writer. Imports nothing of recsys but its errors, so data, models, text and training all use it."""
+"""What every layer shares about the machine and the file system: the one device resolver, the one
+atomic writer and the run-once guard of compiled kernels. Imports nothing of recsys but its errors, so data, models, text and training all use it."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import functools
 import importlib.util
 import os
 import tempfile
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
@@ -16,7 +17,7 @@ import torch
 
 from recsys.errors import ConfigError
 
-__all__ = ["atomic_write", "atomic_write_text", "available_devices", "progress_bar", "resolve_device"]
+__all__ = ["atomic_write", "atomic_write_text", "available_devices", "once", "progress_bar", "resolve_device"]
 
 
 def progress_bar(*args: Any, **kwargs: Any) -> Any:
@@ -27,6 +28,31 @@ def progress_bar(*args: Any, **kwargs: Any) -> Any:
     3
     """
     return _bar_class()(*args, **kwargs)
+
+
+def once(function: Callable[[], None]) -> Callable[[], None]:
+    """``function`` run at most once (after a success), thread-safe: a caller that arrives while another thread
+    runs it waits for that run. Loading compiled kernels needs it: a background warm-up and a fit must not both
+    launch the kernel, and numba's ``workqueue`` threading layer (its default where OpenMP and TBB are missing)
+    aborts the process on concurrent launches.
+
+    >>> calls = []
+    >>> hello = once(lambda: calls.append(1))
+    >>> hello(); hello(); calls
+    [1]
+    """
+    lock, done = threading.Lock(), threading.Event()
+
+    @functools.wraps(function)
+    def call() -> None:
+        if done.is_set():
+            return
+        with lock:
+            if not done.is_set():
+                function()
+                done.set()
+
+    return call
 
 
 @functools.cache

@@ -2,8 +2,8 @@
 
 Same constructor names, same methods and the same returns as ``implicit`` >= 0.5, built on our models and
 engines (:class:`~recsys.models.ALS` and its ``prepare``, :class:`~recsys.models.EASE`, BPR-MF with the Hogwild
-engine) and scored in torch on CPU or CUDA: one ``(B, N)`` block per batch of users, filtered items set to the
-lowest float32, one ``topk``.
+engine) and scored in torch on CPU or CUDA: per batch of users, filtered items set to the lowest float32 and the top
+``N`` kept (:mod:`recsys.evaluation.topk`: dot-product models score item tiles that stay in cache).
 
 - ``fit(user_items, show_progress=True)``: a ``scipy.sparse`` CSR of users x items, values = confidences.
 - ``recommend(userid, user_items, N=10, filter_already_liked_items=True, filter_items=None,
@@ -30,7 +30,7 @@ from __future__ import annotations
 import json
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import polars as pl
@@ -41,6 +41,7 @@ from recsys.data.interactions import Interactions
 from recsys.data.vocabulary import Vocabulary
 from recsys.errors import CheckpointError, ConfigError, DataError
 from recsys.estimators.bpr import BayesianPersonalizedRanking as _BPREstimator
+from recsys.evaluation.topk import topk, topk_dot
 from recsys.models.als import ALS
 from recsys.models.ease import EASE
 from recsys.runtime import atomic_write, resolve_device
@@ -48,6 +49,14 @@ from recsys.runtime import atomic_write, resolve_device
 __all__ = ["AlternatingLeastSquares", "BayesianPersonalizedRanking", "EASERecommender", "to_interactions"]
 
 LOWEST = float(np.finfo(np.float32).min)  # implicit's score of a filtered item (-FLT_MAX)
+
+
+class Dot(NamedTuple):
+    """Scores given as ``queries @ items.T`` (``(B, D)``, ``(N, D)``): ranked tile by tile
+    (:func:`recsys.evaluation.topk.topk_dot`) instead of as one ``(B, N)`` block."""
+
+    queries: Tensor
+    items: Tensor
 _FORMAT = 1
 
 
@@ -126,20 +135,25 @@ class _TopK:
         with torch.no_grad():
             for start in range(0, len(queries), self.batch_size):
                 rows = queries[start : start + self.batch_size]
-                scores = score(rows, start).float()  # (B, N)
-                if liked is not None:
-                    block = liked[start : start + len(rows)]
-                    counts = torch.from_numpy(np.diff(block.indptr).astype(np.int64)).to(device)
-                    row = torch.repeat_interleave(torch.arange(len(rows), device=device), counts)
-                    scores[row, torch.from_numpy(block.indices.astype(np.int64)).to(device)] = LOWEST
-                if banned is not None:
-                    scores[:, banned] = LOWEST
-                if candidates is not None:
-                    scores = scores.index_select(1, candidates)  # (B, C)
-                top = scores.topk(k, dim=1)  # (B, K)
-                index = top.indices if candidates is None else candidates[top.indices]
+                block = None if liked is None else liked[start : start + len(rows)]
+                scores = score(rows, start)  # (B, N), or Dot: scored tile by tile
+                if isinstance(scores, Dot) and candidates is None:
+                    exclude = None if block is None else (block.indptr, block.indices)
+                    values, index = topk_dot(scores.queries, scores.items, k, exclude=exclude, banned=banned, fill=LOWEST)
+                else:
+                    scores = (scores.queries @ scores.items.T if isinstance(scores, Dot) else scores).float()
+                    if block is not None:
+                        counts = torch.from_numpy(np.diff(block.indptr).astype(np.int64)).to(device)
+                        row = torch.repeat_interleave(torch.arange(len(rows), device=device), counts)
+                        scores[row, torch.from_numpy(block.indices.astype(np.int64)).to(device)] = LOWEST
+                    if banned is not None:
+                        scores[:, banned] = LOWEST
+                    if candidates is not None:
+                        scores = scores.index_select(1, candidates)  # (B, C)
+                    values, index = topk(scores, k)  # (B, K)
+                    index = index if candidates is None else candidates[index.to(device)]
                 out_ids[start : start + len(rows), :k] = index.cpu().numpy()
-                out_scores[start : start + len(rows), :k] = top.values.cpu().numpy()
+                out_scores[start : start + len(rows), :k] = values.cpu().numpy()
         return out_ids, out_scores
 
     def recommend(self, userid: Any, user_items: Any, N: int = 10, filter_already_liked_items: bool = True,
@@ -155,9 +169,9 @@ class _TopK:
             _ids(users, self._num_users, "userid")
         recalculated = self._recalculate(user_items) if recalculate_user else None
 
-        def score(rows: Tensor, start: int) -> Tensor:
+        def score(rows: Tensor, start: int) -> Tensor | Dot:
             if recalculated is not None:
-                return recalculated[start : start + len(rows)] @ self._item_table().T  # (B, N)
+                return Dot(recalculated[start : start + len(rows)], self._item_table())
             return self._score(rows, user_items[start : start + len(rows)] if needs_rows else None)
 
         ids, scores = self._rank(users, score, N, self._num_items, user_items if filter_already_liked_items else None,
@@ -281,9 +295,9 @@ class _Factors(_TopK):
     def _item_vectors(self) -> Tensor:
         return self._tables()[1].float()
 
-    def _score(self, rows: Tensor, user_items: Any) -> Tensor:
+    def _score(self, rows: Tensor, user_items: Any) -> Tensor | Dot:
         users, items = self._tables()
-        return users[rows.to(users.device)] @ items.T  # (B, N)
+        return Dot(users[rows.to(users.device)], items)
 
     def similar_users(self, userid: Any, N: int = 10, filter_users: Any = None, users: Any = None) -> tuple[np.ndarray, np.ndarray]:
         """The ``N`` users nearest ``userid`` by cosine of user factors, the user itself first."""
@@ -390,16 +404,7 @@ class BayesianPersonalizedRanking(_Factors, _BPREstimator):
             self.seed = seed
 
     def _tables(self) -> tuple[Tensor, Tensor]:
-        model = self.model_
-        users = model.user_embedding.weight.detach()
-        ones = torch.ones(users.shape[0], 1, device=users.device, dtype=users.dtype)
-        items = torch.cat([model.item_embedding.weight.detach(), model.item_bias.weight.detach()], 1)
-        return torch.cat([users, ones], 1), items  # (U, D+1), (N, D+1)
-
-    def _score(self, rows: Tensor, user_items: Any) -> Tensor:
-        model = self.model_
-        users = model.user_embedding.weight[rows.to(model.device)]  # (B, D)
-        return users @ model.item_embedding.weight.T + model.item_bias.weight.T  # (B, N)
+        return self.model_.score_vectors()  # (U, D+1) with ones, (N, D+1) with the item bias
 
     def _set_tables(self, users: Tensor | None, items: Tensor | None) -> None:
         from recsys.models.bpr import BPRMF

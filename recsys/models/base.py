@@ -128,6 +128,12 @@ class Recommender(nn.Module):
     def score_users(self, users: Tensor, history: Interactions) -> Tensor:
         raise NotImplementedError(f"{type(self).__name__} does not rank items for users")
 
+    def score_vectors(self) -> tuple[Tensor, Tensor] | None:
+        """``(users (U, D), items (N, D))`` with ``score_users(u) == users[u] @ items.T``, for models whose scores
+        are inner products (batch recommendation then ranks item tiles without the ``(B, N)`` block); None
+        (the default) where they are not."""
+        return None
+
     def score_items(self, users: Tensor, items: Tensor, history: Interactions) -> Tensor:
         """Scores ``(B, C)`` of candidate ``items`` (``(B, C)``, or ``(C,)`` for every user): the matching
         columns of ``score_users``, which this default gathers (correct for every model)."""

@@ -19,7 +19,7 @@ import functools
 
 import numpy as np
 
-from recsys.training.hogwild import once
+from recsys.runtime import once
 
 __all__ = ["available", "bpr_iteration", "csr_rows", "load", "seen_bitmap"]
 

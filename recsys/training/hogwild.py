@@ -15,9 +15,7 @@ from __future__ import annotations
 import math
 import mmap
 import multiprocessing
-import functools
 import sys
-import threading
 import traceback
 import warnings
 from collections.abc import Callable
@@ -27,7 +25,7 @@ from typing import TypeVar
 import torch
 from torch import Tensor
 
-__all__ = ["can_fork", "once", "run_workers", "seed_from", "shared_zeros"]
+__all__ = ["can_fork", "run_workers", "seed_from", "shared_zeros"]
 
 T = TypeVar("T")
 
@@ -35,31 +33,6 @@ T = TypeVar("T")
 def can_fork() -> bool:
     """True where workers run as forked processes (Linux, not inside a daemonic process); elsewhere they are threads."""
     return sys.platform.startswith("linux") and "fork" in multiprocessing.get_all_start_methods() and not multiprocessing.current_process().daemon
-
-
-def once(function: Callable[[], None]) -> Callable[[], None]:
-    """``function`` run at most once (after a success), thread-safe: a caller that arrives while another thread
-    runs it waits for that run. Loading compiled kernels needs it: a background warm-up and a fit must not both
-    launch the kernel, and numba's ``workqueue`` threading layer (its default where OpenMP and TBB are missing)
-    aborts the process on concurrent launches.
-
-    >>> calls = []
-    >>> hello = once(lambda: calls.append(1))
-    >>> hello(); hello(); calls
-    [1]
-    """
-    lock, done = threading.Lock(), threading.Event()
-
-    @functools.wraps(function)
-    def call() -> None:
-        if done.is_set():
-            return
-        with lock:
-            if not done.is_set():
-                function()
-                done.set()
-
-    return call
 
 
 def seed_from(generator: torch.Generator | None) -> int:

@@ -27,7 +27,7 @@ import functools
 
 import numpy as np
 
-from recsys.training.hogwild import once
+from recsys.runtime import once
 
 __all__ = ["available", "load", "sgns_epoch", "sigmoid_table", "thread_bounds"]
 
