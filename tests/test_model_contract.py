@@ -57,8 +57,12 @@ def scores(model: recsys.Recommender, history: recsys.Interactions, users: torch
         return model.score_users(users.to(model.device), history).cpu()
 
 
-# the two slowest contracts (content encodes every item's text, DIN builds each row's history) run in the slow step
-@pytest.mark.parametrize("name", [pytest.param(m, marks=pytest.mark.slow) if m in ("content", "din") else m for m in MODELS])
+# the slowest contracts (content encodes every item's text, DIN builds each row's history, the recurrent GRU4Rec, and
+# SASRec beside its sasrec_ce twin) run in the slow step
+SLOW_CONTRACTS = ("content", "din", "gru4rec", "sasrec")
+
+
+@pytest.mark.parametrize("name", [pytest.param(m, marks=pytest.mark.slow) if m in SLOW_CONTRACTS else m for m in MODELS])
 def test_model_config_contract(name: str, cache: Path, tmp_path: Path) -> None:
     cfg = compose_run(name, cache)
     run_dir = tmp_path / "run"

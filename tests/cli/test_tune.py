@@ -128,6 +128,7 @@ def test_an_interrupted_search_resumes_with_its_finished_trials_kept(tmp_path: P
     assert tune.main([*args, "--trials", "6"]) == 2
 
 
+@pytest.mark.slow  # kills a process: seconds
 def test_a_trial_left_running_by_a_killed_process_is_failed_and_queued_again(tmp_path: Path) -> None:
     url, fingerprint = storage_url(tmp_path / "study.db"), {"params": 1}
     study, _ = open_study(url, "s", "maximize", fingerprint)

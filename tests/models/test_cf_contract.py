@@ -52,7 +52,7 @@ def precision_at_3(model: Recommender, data, train: torch.Tensor, held: torch.Te
     return held.gather(1, scores.topk(3, dim=1).indices).float().mean().item()
 
 
-@pytest.mark.parametrize("name", ["bpr", "neumf", "als", "ease"])
+@pytest.mark.parametrize("name", ["bpr", pytest.param("neumf", marks=pytest.mark.slow), "als", "ease"])  # NeuMF: 2-3 s
 def test_implicit_models_learn_planted_structure(name: str) -> None:
     data, train, held = planted()
     assert data.num_users == train.shape[0] and data.num_items == train.shape[1]

@@ -189,7 +189,9 @@ def test_support_table(cls: type[Recommender]) -> None:
 
 
 # --- 1. models that read users only through the history ----------------------------------------------------
-@pytest.mark.parametrize("name", list(READERS))
+# the readers a second model covers (GRU4Rec: SASRec's base class; EASE, content, popularity: seconds each) run in the slow step
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in ("gru4rec", "ease", "content", "popularity") else n
+                                  for n in READERS])
 def test_readers_score_new_users_like_the_same_known_users(name: str) -> None:
     data = planted()
     model = READERS[name](data).eval()
