@@ -17,7 +17,7 @@ import torch
 
 from recsys.errors import ConfigError
 
-__all__ = ["atomic_write", "atomic_write_text", "available_devices", "once", "progress_bar", "resolve_device"]
+__all__ = ["atomic_write", "atomic_write_text", "available_devices", "numba_available", "once", "progress_bar", "resolve_device"]
 
 
 def progress_bar(*args: Any, **kwargs: Any) -> Any:
@@ -53,6 +53,20 @@ def once(function: Callable[[], None]) -> Callable[[], None]:
                 done.set()
 
     return call
+
+
+def numba_available() -> bool:
+    """Whether numba imports here: the compiled CPU loops (BPR, SGNS, top-k selection) need it, and each falls back
+    to vectorized torch without it.
+
+    >>> isinstance(numba_available(), bool)
+    True
+    """
+    try:
+        import numba  # noqa: F401
+    except ImportError:  # pragma: no cover - depends on the environment
+        return False
+    return True
 
 
 @functools.cache

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from recsys.runtime import once
+from recsys.runtime import numba_available, once
 
 __all__ = ["available", "load", "topk", "topk_dot"]
 
@@ -35,13 +35,7 @@ _MIN_SCORES = 1 << 16  # smaller blocks: torch (the kernel's launch costs more t
 _TILE_BYTES = 1 << 22  # one (B, T) score tile: 4 MiB (half per thread: in L2 and L3)
 
 
-def available() -> bool:
-    """Whether numba imports here (the compiled path of :func:`topk` and :func:`topk_dot`)."""
-    try:
-        import numba  # noqa: F401
-    except ImportError:  # pragma: no cover - depends on the environment
-        return False
-    return True
+available = numba_available  # whether numba imports here (this module's compiled path)
 
 
 @once

@@ -19,20 +19,14 @@ import functools
 
 import numpy as np
 
-from recsys.runtime import once
+from recsys.runtime import numba_available, once
 
 __all__ = ["available", "bpr_iteration", "csr_rows", "load", "seen_bitmap"]
 
 _BITMAP_BYTES = 1 << 28  # seen pairs as a users x items bitmap up to 256 MiB (one load per check), else binary search
 
 
-def available() -> bool:
-    """Whether numba imports here (the compiled CPU path of :class:`~recsys.training.bpr_hogwild.BPRHogwild`)."""
-    try:
-        import numba  # noqa: F401
-    except ImportError:  # pragma: no cover - depends on the environment
-        return False
-    return True
+available = numba_available  # whether numba imports here (this module's compiled path)
 
 
 @once

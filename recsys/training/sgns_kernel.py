@@ -27,18 +27,12 @@ import functools
 
 import numpy as np
 
-from recsys.runtime import once
+from recsys.runtime import numba_available, once
 
 __all__ = ["available", "load", "sgns_epoch", "sigmoid_table", "thread_bounds"]
 
 
-def available() -> bool:
-    """Whether numba imports here (the compiled CPU path of :class:`~recsys.training.sgns.SGNS`)."""
-    try:
-        import numba  # noqa: F401
-    except ImportError:  # pragma: no cover - depends on the environment
-        return False
-    return True
+available = numba_available  # whether numba imports here (this module's compiled path)
 
 
 def thread_bounds(offsets: np.ndarray, threads: int) -> np.ndarray:
