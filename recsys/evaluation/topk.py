@@ -116,7 +116,8 @@ def topk_dot(queries: Tensor, items: Tensor, k: int, *, exclude: tuple[Any, Any]
 
 
 def _sorted_rows(indptr: np.ndarray, columns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The CSR with each row's columns sorted (the kernel walks them in order alongside the tiles)."""
+    """The CSR with each row's columns sorted (the kernel walks them in order alongside the tiles), from 0."""
+    columns, indptr = columns[indptr[0] : indptr[-1]], indptr - indptr[0]
     rows = np.repeat(np.arange(len(indptr) - 1), np.diff(indptr))
     order = np.lexsort((columns, rows))
     return indptr, columns[order]
