@@ -1,5 +1,6 @@
 """What every layer shares about the machine and the file system: the one device resolver, the one
-atomic writer and the run-once guard of compiled kernels. Imports nothing of recsys but its errors, so data, models, text and training all use it."""
+atomic writer and the run-once guard of compiled kernels. Imports nothing of recsys but its errors, so data,
+models, text and training all use it."""
 
 from __future__ import annotations
 

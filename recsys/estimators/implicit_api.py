@@ -409,10 +409,7 @@ class BayesianPersonalizedRanking(_Factors, _BPREstimator):
         return self.model_.score_vectors()  # (U, D+1) with ones, (N, D+1) with the item bias
 
     def _score(self, rows: Tensor, user_items: Any) -> Dot:  # the batch's user rows only, not the whole user table
-        model = self.model_
-        users = model.user_embedding.weight.detach()[rows.to(model.device)]  # (B, D)
-        items = torch.cat([model.item_embedding.weight.detach(), model.item_bias.weight.detach()], 1)  # (N, D+1)
-        return Dot(torch.cat([users, users.new_ones(len(users), 1)], 1), items)
+        return Dot(*self.model_.score_vectors(rows.to(self.model_.device)))
 
     def _set_tables(self, users: Tensor | None, items: Tensor | None) -> None:
         from recsys.models.bpr import BPRMF

@@ -208,8 +208,8 @@ class ALS(Recommender):
         check_indices(users, self.num_users, "users", "ALS.score_users")
         return self.user_factors[users] @ self.item_factors.T  # (B, N)
 
-    def score_vectors(self) -> tuple[Tensor, Tensor]:
-        return self.user_factors, self.item_factors
+    def score_vectors(self, users: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        return (self.user_factors if users is None else self.user_factors[users]), self.item_factors
 
     def score_items(self, users: Tensor, items: Tensor, history: Interactions | None) -> Tensor:
         check_indices(users, self.num_users, "users", "ALS.score_items")

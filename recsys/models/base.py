@@ -128,10 +128,10 @@ class Recommender(nn.Module):
     def score_users(self, users: Tensor, history: Interactions) -> Tensor:
         raise NotImplementedError(f"{type(self).__name__} does not rank items for users")
 
-    def score_vectors(self) -> tuple[Tensor, Tensor] | None:
-        """``(users (U, D), items (N, D))`` with ``score_users(u) == users[u] @ items.T``, for models whose scores
-        are inner products (batch recommendation then ranks item tiles without the ``(B, N)`` block); None
-        (the default) where they are not."""
+    def score_vectors(self, users: Tensor | None = None) -> tuple[Tensor, Tensor] | None:
+        """``(queries (B, D), items (N, D))`` with ``score_users(users) == queries @ items.T`` (every user when
+        ``users`` is None), for models whose scores are inner products (batch recommendation then ranks item
+        tiles without the ``(B, N)`` block); None (the default) where they are not."""
         return None
 
     def score_items(self, users: Tensor, items: Tensor, history: Interactions) -> Tensor:

@@ -100,9 +100,10 @@ class BPRMF(Recommender):
         user = self.user_embedding(users)  # (B, D)
         return user @ self.item_embedding.weight.T + self.item_bias.weight.T  # (B, N)
 
-    def score_vectors(self) -> tuple[Tensor, Tensor]:
+    def score_vectors(self, users: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Users with a column of ones, items with their bias: ``user . item + bias`` as one inner product."""
         user, item = self.user_embedding.weight.detach(), self.item_embedding.weight.detach()
+        user = user if users is None else user[users]
         ones = torch.ones(len(user), 1, device=user.device, dtype=user.dtype)
         return torch.cat([user, ones], 1), torch.cat([item, self.item_bias.weight.detach()], 1)  # (U, D+1), (N, D+1)
 
