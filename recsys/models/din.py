@@ -3,18 +3,29 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from recsys.data.features import FeaturePipeline
+from recsys.data.interactions import Interactions
 from recsys.errors import ConfigError, DataError
-from recsys.models.logistic import CHUNK_SIZE, CTRModel, SideParts
+from recsys.models.logistic import CHUNK_SIZE, CTRModel, SideParts, tiles
 from recsys.nn.interest import LocalActivationUnit
 from recsys.nn.mlp import MLP
 
-__all__ = ["DIN"]
+__all__ = ["DIN", "BehaviourSide"]
+
+
+@dataclass
+class BehaviourSide(SideParts):
+    """The user side of ranking rows with each user's behaviours: embeddings ``keys (n, T, D)`` (oldest first, zero
+    after a row's end) and ``mask (n, T)``."""
+
+    keys: Tensor | None = None
+    mask: Tensor | None = None
 
 
 class DIN(CTRModel):
@@ -26,6 +37,11 @@ class DIN(CTRModel):
     its source field (the item), read from that field's rows of the fused table, so candidate and behaviours share
     one embedding per item (and one sparse gradient). No first-order term (as DeepCTR's DIN); ``activation`` is the
     DNN's, ``attention_activation`` the unit's (``dice`` as the paper, ``prelu``, ``relu``, ...).
+
+    Ranking (``score_users`` / ``score_items``, so full-ranking evaluation and ``recommend``): each user's behaviours
+    are their latest ``max_len`` items of the pipeline's fitted context (the training events), every candidate
+    attends over them. Both first layers (the unit's and the DNN's) split by input, so per (user, candidate) pair
+    only the ``q * k`` products, the unit's upper layers and the DNN above its first layer run, tile by tile.
 
     >>> import polars as pl
     >>> from recsys.data.features import CategoricalFeature, SequenceFeature
@@ -102,15 +118,48 @@ class DIN(CTRModel):
         after a row's end): what the candidate attends to. Call it in eval mode (Dice's statistics)."""
         embeddings, keys, row = self.behaviours(batch)
         _, weights = self.unit.ragged(embeddings[:, self._source], keys, row)  # (nnz,)
-        lengths = torch.bincount(row, minlength=len(embeddings))  # (B,)
-        slot = torch.arange(len(row), device=row.device) - (torch.cumsum(lengths, 0) - lengths).index_select(0, row)
-        out = weights.new_zeros(len(embeddings), max(int(lengths.max()) if len(row) else 0, 1))
-        return out.index_put((row, slot), weights)  # (B, T)
+        return padded(weights, row, len(embeddings))[0]  # (B, T)
 
     def head(self, first: Tensor, embeddings: Tensor, dense: Tensor | None) -> Tensor:
         raise ConfigError("DIN's logit needs the behaviour sequence, not only the field embeddings", where="DIN.head",
                           fix="score rows with predict(batch)")
 
+    def side(self, history: Interactions, side: str, index: Tensor | None = None) -> SideParts:
+        """``CTRModel.side``; the user side also carries each user's behaviours (a :class:`BehaviourSide`)."""
+        parts = super().side(history, side, index)
+        if side != "user":
+            return parts
+        _, keys, row = self.behaviours(self.side_batch(history, side, index)[0])  # (nnz, D), (nnz,)
+        keys, mask = padded(keys, row, len(parts.first))  # (n, T, D), (n, T)
+        return BehaviourSide(parts.first, parts.embeddings, parts.dense, keys, mask)
+
     def pair_logits(self, user: SideParts, item: SideParts, cols: Tensor, chunk_size: int = CHUNK_SIZE) -> Tensor:
-        raise ConfigError("DIN does not rank the whole catalogue yet (each candidate attends over the history)",
-                          where="DIN.score_users", fix="score (user, candidate) rows with predict(batch) and eval=ctr")
+        """Logits ``(B, C)`` of user ``b`` with item row ``cols[b, c]`` (or ``cols[c]``): ``predict`` of every pair. The
+        DNN's first layer runs once per side (``W [u; i; interest] = W u + W i + W interest``), the unit on the tiles."""
+        if not isinstance(user, BehaviourSide) or user.keys is None:
+            raise ConfigError("DIN ranks users from their behaviours", where="DIN.pair_logits",
+                              fix="build the user side with DIN.side(history, 'user')")
+        first_layer, rest = self.dnn.layers[0], self.dnn.layers[1:]
+        width = user.embeddings.shape[1] * self.embedding_dim
+        w_fields, w_interest, w_dense = first_layer.weight.split([width, self.embedding_dim, self.num_dense])
+        hidden_user = user.embeddings.flatten(1) @ w_fields + user.dense @ w_dense  # (B, H)
+        hidden_item = torch.addmm(first_layer.bias, item.embeddings.flatten(1), w_fields) + item.dense @ w_dense  # (M, H)
+        query = item.embeddings[:, self._source]  # (M, D): the candidate's item embedding
+        out = user.first.new_empty(len(user.first), cols.shape[-1])
+        per_pair = user.keys.shape[1] * max(self.embedding_dim, *self.attention_dims[:1], 1)  # the (b, c, T, .) grids
+        for rows, columns, items in tiles(len(out), cols, per_pair, chunk_size):
+            interest = self.unit.grid(query[items], user.keys[rows], user.mask[rows])  # (b, c, D)
+            hidden = hidden_user[rows].unsqueeze(1) + hidden_item[items] + interest @ w_interest  # (b, c, H)
+            out[rows, columns] = rest(hidden.flatten(0, 1)).view(rows.stop - rows.start, -1)
+        return out
+
+
+def padded(values: Tensor, row: Tensor, num_rows: int) -> tuple[Tensor, Tensor]:
+    """Ragged ``values (nnz, ...)`` of rows ``row (nnz,)`` (sorted) as ``(num_rows, T, ...)``, zero after each row's end,
+    and the mask ``(num_rows, T)``; ``T`` the longest row (at least 1)."""
+    lengths = torch.bincount(row, minlength=num_rows)  # (n,)
+    slot = torch.arange(len(row), device=row.device) - (torch.cumsum(lengths, 0) - lengths).index_select(0, row)
+    width = max(int(lengths.max()) if len(row) else 0, 1)
+    out = values.new_zeros(num_rows, width, *values.shape[1:]).index_put((row, slot), values)
+    mask = torch.zeros(num_rows, width, dtype=torch.bool, device=row.device).index_put((row, slot), row.new_ones(()).bool())
+    return out, mask  # (n, T, ...), (n, T)

@@ -237,18 +237,25 @@ class CTRModel(Recommender):
             out[rows, columns] = logits.view(rows.stop - rows.start, -1)
         return out
 
-    def side(self, history: Interactions, side: str, index: Tensor | None = None) -> SideParts:
-        """The ``side`` ("user" or "item") parts of rows ``index`` (default: every user or item of ``history``)."""
+    def side_batch(self, history: Interactions, side: str, index: Tensor | None = None) -> tuple[dict[str, Tensor], Tensor, Tensor]:
+        """The ``side`` ("user" or "item") rows ``index`` (default: every user or item of ``history``) as a batch
+        ``{"ids", "bag_values", "bag_offsets", "dense"}``, with the masks of this side's fields ``(F,)`` and dense
+        columns ``(F_dense,)``."""
         encoded, fields, dense_columns = self._encoded_side(history, side)
         if index is not None:
             encoded = _take(encoded, index)
         offsets = torch.zeros(encoded.bag_lengths.numel() + 1, dtype=torch.long, device=self.device)
         torch.cumsum(encoded.bag_lengths.flatten(), 0, out=offsets[1:])
-        batch = {"ids": encoded.ids, "bag_values": encoded.bag_values, "bag_offsets": offsets}
+        return {"ids": encoded.ids, "bag_values": encoded.bag_values, "bag_offsets": offsets,
+                "dense": encoded.dense}, fields, dense_columns
+
+    def side(self, history: Interactions, side: str, index: Tensor | None = None) -> SideParts:
+        """The ``side`` ("user" or "item") parts of rows ``index`` (default: every user or item of ``history``)."""
+        batch, fields, dense_columns = self.side_batch(history, side, index)
         rows = self.lookup(batch).masked_fill(~fields.view(1, -1, 1), 0.0)  # (n, F, 1 + D), other side zero
         weights, embeddings = rows.split([1, self.embedding_dim], dim=-1)
         first = weights.sum((1, 2)) + (self.bias if side == "user" else 0.0)  # (n,)
-        dense = encoded.dense.masked_fill(~dense_columns, 0.0)  # (n, F_dense)
+        dense = batch["dense"].masked_fill(~dense_columns, 0.0)  # (n, F_dense)
         if self.dense_linear is not None:
             first = first + self.dense_linear(dense).squeeze(-1)
         return SideParts(first, embeddings.contiguous(), dense)

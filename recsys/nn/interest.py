@@ -50,6 +50,31 @@ class LocalActivationUnit(nn.Module):
         interest = keys.new_zeros(query.shape).index_add(0, row, weights.unsqueeze(-1) * keys)  # (B, D)
         return interest, weights
 
+    def grid(self, queries: Tensor, keys: Tensor, mask: Tensor) -> Tensor:
+        """Interest ``(b, c, D)`` of every candidate ``queries`` (``(c, D)``, or ``(b, c, D)`` per row) over each row's
+        padded behaviours ``keys (b, T, D)`` (``mask (b, T)``): ``forward`` on every (row, candidate) pair. The MLP's
+        first layer is split by its four inputs, ``W [q; k; q - k; q * k] = (W_q + W_d) q + (W_k - W_d) k + W_p (q * k)``,
+        so only the product term sees the ``(b, c, T)`` grid. Call it in eval mode (Dice reads its running statistics).
+
+        >>> unit = LocalActivationUnit(4, hidden_dims=(8,)).eval()
+        >>> q, k, mask = torch.randn(3, 4), torch.randn(2, 5, 4), torch.tensor([[1, 1, 1, 0, 0], [1, 0, 0, 0, 0]]).bool()
+        >>> pooled = unit.grid(q, k, mask)
+        >>> each = unit(q[1].expand(2, 4), k, mask)[0]  # candidate 1 for both rows
+        >>> pooled.shape, torch.allclose(pooled[:, 1], each, atol=1e-6)
+        (torch.Size([2, 3, 4]), True)
+        """
+        first, rest = self.mlp.layers[0], self.mlp.layers[1:]
+        w_query, w_key, w_diff, w_product = first.weight.split(keys.shape[-1], 0)  # (D, H) each
+        queries = queries if queries.dim() == 3 else queries.unsqueeze(0)  # (b | 1, c, D)
+        hidden = (queries.unsqueeze(2) * keys.unsqueeze(1)) @ w_product  # (b, c, T, H)
+        hidden += torch.addmm(first.bias, queries.flatten(0, 1), w_query + w_diff).view(*queries.shape[:2], 1, -1)
+        hidden += (keys @ (w_key - w_diff)).unsqueeze(1)  # (b | 1, c, 1, H), then (b, 1, T, H): no grid-sized sum
+        scores = rest(hidden.view(-1, hidden.shape[-1])).view(hidden.shape[:3])  # (b, c, T)
+        valid = mask.unsqueeze(1)  # (b, 1, T)
+        if self.softmax:
+            scores = scores.masked_fill(~valid, float("-inf")).softmax(-1)  # a row without behaviours: NaN, zeroed below
+        return scores.masked_fill(~valid, 0.0) @ keys  # (b, c, T) @ (b, T, D) -> (b, c, D)
+
     def forward(self, query: Tensor, keys: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
         """Interest ``(B, D)`` and weights ``(B, T)`` (0 on masked slots) of padded ``keys (B, T, D)``."""
         row, slot = mask.nonzero(as_tuple=True)  # (nnz,) each

@@ -27,6 +27,11 @@ class Dice(nn.Module):
         self.alpha = nn.Parameter(torch.zeros(dim))
 
     def forward(self, x: Tensor) -> Tensor:
+        if not self.training and not torch.is_grad_enabled():  # inference: the running statistics' affine map, in place
+            norm = self.norm
+            scale = norm.weight * torch.rsqrt(norm.running_var + norm.eps)  # (dim,)
+            p = torch.sigmoid_(torch.addcmul(norm.bias - norm.running_mean * scale, x, scale))
+            return p.mul_(1 - self.alpha).add_(self.alpha).mul_(x)  # x * (alpha + (1 - alpha) p), one buffer
         flat = x.reshape(-1, x.shape[-1])
         if self.training and len(flat) < 2:  # no batch statistics from one row: the running ones
             norm = self.norm

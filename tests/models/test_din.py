@@ -124,5 +124,5 @@ def test_out_of_range_history_rows_and_ranking_say_so() -> None:
         values[-1] = 10_000  # a history row past the item field's rows
         with pytest.raises(DataError, match="history rows must lie in"):
             model.predict({**batch, "bag_values": values, "bag_offsets": offsets})
-        with pytest.raises(ConfigError, match="does not rank the whole catalogue"):
+        with pytest.raises(ConfigError, match="ranks users from their behaviours"):  # a side without them
             model.pair_logits(None, None, torch.arange(3))

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from recsys.errors import ConfigError
-from recsys.nn.mlp import MLP, Dense
+from recsys.nn.mlp import MLP, Dense, Dice
 
 
 def test_dense_equals_linear_from_the_same_seed() -> None:
@@ -32,3 +32,23 @@ def test_mlp_is_dense_relu_blocks_and_rejects_bad_sizes() -> None:
     assert torch.allclose(mlp(x), expected)
     with pytest.raises(ConfigError, match="positive"):
         MLP(0, hidden_dims=(4,))
+
+
+def test_dice_inference_path_equals_the_formula_with_running_statistics() -> None:
+    torch.manual_seed(0)
+    dice = Dice(5)
+    with torch.no_grad():
+        dice.alpha.uniform_(-1, 1)
+        dice.norm.weight.uniform_(0.5, 2)
+        dice.norm.bias.uniform_(-1, 1)
+        dice.norm.running_mean.uniform_(-1, 1)
+        dice.norm.running_var.uniform_(0.5, 2)
+    dice.eval()
+    x = torch.randn(3, 4, 5)
+    norm = dice.norm
+    p = torch.sigmoid((x - norm.running_mean) / torch.sqrt(norm.running_var + norm.eps) * norm.weight + norm.bias)
+    expected = p * x + (1 - p) * dice.alpha * x  # the paper's formula
+    with torch.no_grad():
+        fast = dice(x.clone())  # the in-place inference path
+    torch.testing.assert_close(fast, expected, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(dice(x), expected, atol=1e-6, rtol=1e-5)  # with gradients: the general path
