@@ -15,7 +15,7 @@ item tokens to its own ids; the engine writes our item indices as tokens and map
 row ``i + 1`` is our item ``i``. Items RecBole never saw (not in the training data) score ``-inf`` (a miss).
 
 RecBole 1.2.1 under numpy 2 / torch 2.13 / pandas 3 needs these workarounds, all applied only while
-:meth:`RecBoleSASRec.fit` runs and undone after (:func:`_recbole_runtime`); site-packages stay untouched:
+:meth:`RecBoleSASRec.fit` (and the sequential speed bench) runs and undone after (:func:`recbole_runtime`); site-packages stay untouched:
 
 1. ``Config.compatibility_settings`` reads ``np.float_``, ``np.complex_``, ``np.unicode_`` (removed in numpy 2)
    and ``recbole.data.interaction`` reads ``np.float``: the missing aliases are set, then removed again.
@@ -248,7 +248,7 @@ def _import_recbole() -> None:
 
 
 @contextlib.contextmanager
-def _recbole_runtime(device: torch.device) -> Iterator[None]:
+def recbole_runtime(device: torch.device) -> Iterator[None]:
     """The workarounds of the module docstring, undone on exit."""
     added = [name for name in _NUMPY_ALIASES if name not in np.__dict__]
     kept = {name: np.__dict__[name] for name in _SET_BY_RECBOLE if name in np.__dict__}
@@ -318,7 +318,7 @@ class RecBoleSASRec:
                               fix="use recsys.benchmarks.peers_recbole.RecBoleSASRecModel as module")
         seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
         rng_devices = [device.index or 0] if device.type == "cuda" else []
-        with tempfile.TemporaryDirectory(prefix="recbole-") as tmp, _recbole_runtime(device), \
+        with tempfile.TemporaryDirectory(prefix="recbole-") as tmp, recbole_runtime(device), \
                 torch_threads(resolve_threads(self.threads)), torch.random.fork_rng(devices=rng_devices):
             from recbole.config import Config
             from recbole.data import create_dataset

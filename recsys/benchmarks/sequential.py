@@ -1,6 +1,6 @@
-"""Benchmark: SASRec training speed and evaluation time on Amazon Beauty, ours and RecBole's side by side.
+"""Benchmark: SASRec and GRU4Rec training speed and evaluation time on Amazon Beauty, ours and RecBole's side by side.
 
-``speed`` (default): per variant, seconds per training batch over ``--batches`` batches after one
+``speed`` (default): per architecture (``--archs``: SASRec, GRU4Rec) and loss, seconds per training batch over ``--batches`` batches after one
 warm-up batch, extrapolated to a full epoch (both libraries see every training target once per
 epoch: ours trains every position of each user's sequence, RecBole every prefix), training targets/s,
 peak memory, and the time to rank all items for all users (full ranking, history masked).
@@ -30,6 +30,8 @@ from recsys.benchmarks.table import format_table
 
 logger = logging.getLogger(__name__)
 
+ARCHS = {"sasrec": "SASRec", "gru4rec": "GRU4Rec"}  # --archs value -> the model's name (RecBole's too)
+
 
 def _peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -58,14 +60,19 @@ def _time_batches(step, batches, num: int) -> float:  # type: ignore[no-untyped-
     return seconds / max(done, 1)
 
 
-def ours(split: Any, loss: str, args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
+def ours(split: Any, arch: str, loss: str, args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
     from recsys.data.sequence_batches import NextItemBatches
     from recsys.evaluation.ranking import RankingEvaluator
+    from recsys.models.gru4rec import GRU4Rec
     from recsys.models.sasrec import SASRec
 
     train = split.train
-    model = SASRec(train.num_items, max_len=args.max_len, embedding_dim=args.dim, num_layers=2, num_heads=1,
-                   dropout=0.5, loss=loss).to(device)
+    if arch == "sasrec":
+        model = SASRec(train.num_items, max_len=args.max_len, embedding_dim=args.dim, num_layers=2, num_heads=1,
+                       dropout=0.5, loss=loss).to(device)
+    else:  # conf/model/gru4rec.yaml's architecture (RecBole's GRU4Rec defaults: hidden 128, one layer, dropout 0.3)
+        model = GRU4Rec(train.num_items, max_len=args.max_len, embedding_dim=args.dim, hidden_size=128, num_layers=1,
+                        dropout=0.3, loss=loss).to(device)
     negatives = 0 if loss == "ce" else 1
     batches = NextItemBatches(train, max_len=args.max_len, batch_size=args.batch_size, num_negatives=negatives,
                               group_by_length=True, seed=0)
@@ -90,55 +97,57 @@ def ours(split: Any, loss: str, args: argparse.Namespace, device: torch.device) 
     RankingEvaluator(ks=(10,), metrics=("ndcg",), batch_size=1024).evaluate_model(model, train, split.valid)
     eval_seconds = time.perf_counter() - start
     memory = torch.cuda.max_memory_allocated() / 2**20 if amp else _peak_rss_mib()
-    return {"library": "recsys", "loss": loss, "device": device.type + (" bf16" if amp else ""),
+    return {"model": ARCHS[arch], "library": "recsys", "loss": loss, "device": device.type + (" bf16" if amp else ""),
             "epoch_s": per_batch * len(batches), "batches/epoch": len(batches),
             "targets/s": targets / (per_batch * len(batches)), "peak_mib": memory, "eval_all_users_s": eval_seconds}
 
 
-def recbole(data: Any, loss: str, args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
-    """RecBole 1.2.1's SASRec and dataloader at the same settings, in our own timing loop."""
-    import numpy as np
+def recbole(data: Any, arch: str, loss: str, args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
+    """RecBole 1.2.1's SASRec or GRU4Rec and dataloader at the same settings, in our own timing loop (inside the
+    workarounds RecBole needs on numpy 2 / pandas 3, :func:`recsys.benchmarks.peers_recbole.recbole_runtime`)."""
+    from recsys.benchmarks.peers_recbole import recbole_runtime
 
-    for name, alias in (("float_", np.float64), ("complex_", np.complex128), ("unicode_", np.str_)):
-        if not hasattr(np, name):  # workaround 1: aliases removed in numpy 2, used by recbole 1.2.1
-            setattr(np, name, alias)
-    from recbole.config import Config
-    from recbole.data import create_dataset, data_preparation
-    from recbole.model.sequential_recommender import SASRec as RecBoleSASRec
+    with recbole_runtime(device):
+        from recbole.config import Config
+        from recbole.data import create_dataset, data_preparation
+        from recbole.model.sequential_recommender import GRU4Rec as RecBoleGRU4Rec, SASRec as RecBoleSASRec
 
-    folder = Path(tempfile.mkdtemp(prefix="recbole_beauty_"))
-    (folder / "beauty").mkdir()
-    frame = data.frame.select("user", "item", "timestamp")
-    with open(folder / "beauty" / "beauty.inter", "w") as file:
-        file.write("user_id:token\titem_id:token\ttimestamp:float\n")
-        frame.write_csv(file, separator="\t", include_header=False)
-    config = Config(model="SASRec", dataset="beauty", config_dict={
-        "data_path": str(folder), "loss_type": "CE" if loss == "ce" else "BPR", "train_neg_sample_args": None
-        if loss == "ce" else {"distribution": "uniform", "sample_num": 1}, "MAX_ITEM_LIST_LENGTH": args.max_len,
-        "hidden_size": args.dim, "inner_size": args.dim, "n_layers": 2, "n_heads": 1, "train_batch_size": args.batch_size,
-        "hidden_dropout_prob": 0.5, "attn_dropout_prob": 0.5, "device": str(device), "use_gpu": device.type == "cuda",
-        "eval_args": {"split": {"LS": "valid_and_test"}, "order": "TO", "mode": "full"}, "show_progress": False,
-        "load_col": {"inter": ["user_id", "item_id", "timestamp"]}, "state": "WARNING", "seed": 0, "reproducibility": False, "worker": 0,
-    })
-    dataset = create_dataset(config)
-    train_data, _, _ = data_preparation(config, dataset)
-    model = RecBoleSASRec(config, train_data._dataset).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+        folder = Path(tempfile.mkdtemp(prefix="recbole_beauty_"))
+        (folder / "beauty").mkdir()
+        frame = data.frame.select("user", "item", "timestamp")
+        with open(folder / "beauty" / "beauty.inter", "w") as file:
+            file.write("user_id:token\titem_id:token\ttimestamp:float\n")
+            frame.write_csv(file, separator="\t", include_header=False)
+        architecture = ({"hidden_size": args.dim, "inner_size": args.dim, "n_layers": 2, "n_heads": 1,
+                         "hidden_dropout_prob": 0.5, "attn_dropout_prob": 0.5} if arch == "sasrec" else
+                        {"embedding_size": args.dim, "hidden_size": 128, "num_layers": 1, "dropout_prob": 0.3})
+        config = Config(model=ARCHS[arch], dataset="beauty", config_dict={
+            "data_path": str(folder), "loss_type": "CE" if loss == "ce" else "BPR", "train_neg_sample_args": None
+            if loss == "ce" else {"distribution": "uniform", "sample_num": 1}, "MAX_ITEM_LIST_LENGTH": args.max_len,
+            **architecture, "train_batch_size": args.batch_size, "device": str(device), "use_gpu": device.type == "cuda",
+            "eval_args": {"split": {"LS": "valid_and_test"}, "order": "TO", "mode": "full"}, "show_progress": False,
+            "load_col": {"inter": ["user_id", "item_id", "timestamp"]}, "state": "WARNING", "seed": 0,
+            "reproducibility": False, "worker": 0,
+        })
+        dataset = create_dataset(config)
+        train_data, _, _ = data_preparation(config, dataset)
+        model = (RecBoleSASRec if arch == "sasrec" else RecBoleGRU4Rec)(config, train_data._dataset).to(device)
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
 
-    def step(interaction: Any) -> None:
-        loss_value = model.calculate_loss(interaction.to(device))
-        loss_value.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
+        def step(interaction: Any) -> None:
+            loss_value = model.calculate_loss(interaction.to(device))
+            loss_value.backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
 
-    per_batch = _time_batches(step, train_data, args.batches)
-    num_batches = len(train_data)
-    targets = len(train_data._dataset)
-    return {"library": "RecBole 1.2.1", "loss": loss, "device": device.type, "epoch_s": per_batch * num_batches,
-            "batches/epoch": num_batches, "targets/s": targets / (per_batch * num_batches), "peak_mib": _peak_rss_mib(),
-            "eval_all_users_s": None}
+        per_batch = _time_batches(step, train_data, args.batches)
+        num_batches = len(train_data)
+        targets = len(train_data._dataset)
+    return {"model": ARCHS[arch], "library": "RecBole 1.2.1", "loss": loss, "device": device.type,
+            "epoch_s": per_batch * num_batches, "batches/epoch": num_batches, "targets/s": targets / (per_batch * num_batches),
+            "peak_mib": _peak_rss_mib(), "eval_all_users_s": None}
 
 
 def speed(args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -146,17 +155,18 @@ def speed(args: argparse.Namespace) -> list[dict[str, Any]]:
     devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
     rows = []
     for device in devices:
-        for loss in args.losses:
-            rows.append(ours(split, loss, args, device))
-            try:
-                rows.append(recbole(data, loss, args, device))
-            except ImportError:
-                logger.warning("recbole is not installed: pip install recbole (the bench extra)")
-            except Exception as error:  # noqa: BLE001 - a peer failing must not hide our numbers
-                logger.warning("RecBole failed on %s/%s: %r", device, loss, error)
+        for arch in args.archs:
+            for loss in args.losses:
+                rows.append(ours(split, arch, loss, args, device))
+                try:
+                    rows.append(recbole(data, arch, loss, args, device))
+                except ImportError:
+                    logger.warning("recbole is not installed: pip install recbole (the bench extra)")
+                except Exception as error:  # noqa: BLE001 - a peer failing must not hide our numbers
+                    logger.warning("RecBole failed on %s/%s/%s: %r", device, arch, loss, error)
     for row in rows:
-        peer = next((r for r in rows if r["library"] != "recsys" and (r["loss"], r["device"].split()[0])
-                     == (row["loss"], row["device"].split()[0])), None)
+        peer = next((r for r in rows if r["library"] != "recsys" and (r["model"], r["loss"], r["device"].split()[0])
+                     == (row["model"], row["loss"], row["device"].split()[0])), None)
         if row["library"] == "recsys" and peer:
             row["speedup_vs_recbole"] = peer["epoch_s"] / row["epoch_s"]
     return rows
@@ -215,6 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--batches", type=int, default=30, help="timed batches per variant (speed)")
     parser.add_argument("--losses", nargs="+", default=["ce", "bce"], choices=("ce", "bce"))
+    parser.add_argument("--archs", nargs="+", default=list(ARCHS), choices=list(ARCHS), help="architectures (speed)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--epochs", type=int, default=200, help="max epochs (quality)")
     parser.add_argument("--eval-every", type=int, default=5)
