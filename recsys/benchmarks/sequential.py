@@ -151,25 +151,54 @@ def recbole(data: Any, arch: str, loss: str, args: argparse.Namespace, device: t
 
 
 def speed(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """One row per library, architecture, loss, device and repeat (``--repeats``: ours then RecBole's, back to back);
+    our rows carry ``speedup_vs_recbole``, RecBole's epoch time over ours in the same repeat."""
     data, split = _load(args.root)
     devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
     rows = []
     for device in devices:
         for arch in args.archs:
             for loss in args.losses:
-                rows.append(ours(split, arch, loss, args, device))
-                try:
-                    rows.append(recbole(data, arch, loss, args, device))
-                except ImportError:
-                    logger.warning("recbole is not installed: pip install recbole (the bench extra)")
-                except Exception as error:  # noqa: BLE001 - a peer failing must not hide our numbers
-                    logger.warning("RecBole failed on %s/%s/%s: %r", device, arch, loss, error)
-    for row in rows:
-        peer = next((r for r in rows if r["library"] != "recsys" and (r["model"], r["loss"], r["device"].split()[0])
-                     == (row["model"], row["loss"], row["device"].split()[0])), None)
-        if row["library"] == "recsys" and peer:
-            row["speedup_vs_recbole"] = peer["epoch_s"] / row["epoch_s"]
+                for repeat in range(args.repeats):
+                    mine = {"repeat": repeat, **ours(split, arch, loss, args, device)}
+                    rows.append(mine)
+                    try:
+                        peer = {"repeat": repeat, **recbole(data, arch, loss, args, device)}
+                    except ImportError:
+                        logger.warning("recbole is not installed: pip install recbole (the bench extra)")
+                        continue
+                    except Exception as error:  # noqa: BLE001 - a peer failing must not hide our numbers
+                        logger.warning("RecBole failed on %s/%s/%s: %r", device, arch, loss, error)
+                        continue
+                    rows.append(peer)
+                    mine["speedup_vs_recbole"] = peer["epoch_s"] / mine["epoch_s"]
     return rows
+
+
+def speed_summary(rows: list[dict[str, Any]], args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Per architecture, loss and device: the best epoch-time ratio over the repeats and its range, as README claims
+    (:func:`recsys.benchmarks.readme.record`)."""
+    from recsys.benchmarks.grid import machine_facts
+
+    facts = machine_facts(args.threads)
+    machine = f"{facts['cpu']}, {facts['threads']} threads, load {facts['load_1min']:.1f}"
+    groups: dict[tuple[str, str, str], list[float]] = {}
+    for row in rows:
+        if "speedup_vs_recbole" in row:
+            groups.setdefault((row["model"], row["loss"], row["device"]), []).append(row["speedup_vs_recbole"])
+    loss_names = {"ce": "full cross-entropy", "bce": "BCE, 1 negative"}
+    return [{"claim": f"{model} ({loss_names[loss]}) training epoch vs RecBole 1.2.1's, {device}, amazon-beauty (dim "
+                      f"{args.dim}, max_len {args.max_len}, batch {args.batch_size}; each library's own epoch: ours every "
+                      "position of each user's latest window, RecBole every prefix)",
+             "best": max(ratios), "low": min(ratios), "high": max(ratios), "repeats": len(ratios), "machine": machine,
+             "command": f"recsys bench sequential speed --archs {arch_key(model)} --losses {loss} --repeats {len(ratios)}"
+                        + (f" --threads {args.threads}" if args.threads else "")}
+            for (model, loss, device), ratios in groups.items()]
+
+
+def arch_key(model: str) -> str:
+    """The ``--archs`` value of a model name (``"GRU4Rec"`` -> ``"gru4rec"``)."""
+    return next(key for key, name in ARCHS.items() if name == model)
 
 
 def quality(args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -226,6 +255,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batches", type=int, default=30, help="timed batches per variant (speed)")
     parser.add_argument("--losses", nargs="+", default=["ce", "bce"], choices=("ce", "bce"))
     parser.add_argument("--archs", nargs="+", default=list(ARCHS), choices=list(ARCHS), help="architectures (speed)")
+    parser.add_argument("--repeats", type=int, default=1, help="side-by-side repeats of each pair (speed)")
+    parser.add_argument("--record", default=None, help="speed: merge the ratios into this file (docs/results/speed.json)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--epochs", type=int, default=200, help="max epochs (quality)")
     parser.add_argument("--eval-every", type=int, default=5)
@@ -238,6 +269,15 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     rows = speed(args) if args.mode == "speed" else quality(args)
     print(format_table(rows, floatfmt=".4g" if args.mode == "speed" else ".4f"))
+    if args.mode == "speed":
+        summary = speed_summary(rows, args)
+        if summary:
+            print(format_table([{"what": r["claim"], "best": r["best"], "range": f"{r['low']:.2f}x-{r['high']:.2f}x",
+                                 "repeats": r["repeats"]} for r in summary], floatfmt=".2f"))
+        if args.record and summary:
+            from recsys.benchmarks.readme import record
+
+            print(f"recorded in {record(args.record, summary)}")
     return 0
 
 
