@@ -3,7 +3,7 @@
 A facade: it reads the corpus (token lists, an :class:`~recsys.data.interactions.Interactions`, or a
 user/item frame), builds the vocabulary and hands the training to the SGNS engine
 (:class:`recsys.training.sgns.SGNS`: on CPU a compiled per-center loop on ``workers`` threads when numba is
-installed and ``hs=0`` (``kernel``), else vectorized minibatch Hogwild SGD, ``workers`` forked processes on
+installed (``kernel``), else vectorized minibatch Hogwild SGD, ``workers`` forked processes on
 CPU; negative sampling and/or hierarchical softmax); the trained vectors come back as :class:`KeyedVectors` (``wv``).
 """
 
@@ -105,7 +105,7 @@ class Word2Vec:
         """The training hyperparameters of this estimator, checked."""
         engine = SGNS.from_model(self)
         engine.check(where="Word2Vec")
-        check_kernel(self.kernel, self.hs, where="Word2Vec")
+        check_kernel(self.kernel, where="Word2Vec")
         for name in ("workers", "min_count"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}", where="Word2Vec", fix=f"set {name} to a positive integer")

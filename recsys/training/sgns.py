@@ -14,12 +14,12 @@ rate decays linearly from ``alpha`` to ``min_alpha`` over all epochs. On CPU, ``
 fork) train disjoint shares of every epoch concurrently on shared tables (Hogwild, see
 :mod:`recsys.training.hogwild`), each with one intra-op thread.
 
-On CPU with numba installed and ``hs=0`` (``kernel="auto"``, or ``"numba"``), training runs instead as a
-compiled per-center loop on ``workers`` threads (:mod:`recsys.training.sgns_kernel`, word2vec.c's update
-order): centers one after another in sentence order, so ``batch_size`` does not apply and no update of a
-row repeated within a batch is summed; its draws come from the loop's own per-thread streams, and its input
-vectors start at gensim's scale (``init_scale=None``: 1.0; 0.75 on the torch steps).
-``kernel="torch"`` keeps the vectorized steps, which GPUs and hierarchical softmax always run.
+On CPU with numba installed (``kernel="auto"``, or ``"numba"``), training runs instead as a compiled
+per-center loop on ``workers`` threads (:mod:`recsys.training.sgns_kernel`, word2vec.c's update order, the
+Huffman path nodes too): centers one after another in sentence order, so ``batch_size`` does not apply and
+no update of a row repeated within a batch is summed; its draws come from the loop's own per-thread streams,
+and its input vectors start at gensim's scale (``init_scale=None``: 1.0; 0.75 on the torch steps).
+``kernel="torch"`` keeps the vectorized steps, which GPUs always run.
 
 :class:`SGNS` holds the hyperparameters (gensim's names) and trains input/output tables on a corpus
 given as token indices; :class:`SGNSEngine` is the :class:`~recsys.training.engine.FitEngine` that
@@ -120,13 +120,13 @@ def check_objective(negative: int, hs: int, sg: int, cbow_mean: int, where: str)
         raise ConfigError("hs=0 and negative=0 leave nothing to train", where=where, fix="set negative=5 (negative sampling) and/or hs=1 (hierarchical softmax)")
 
 
-def check_kernel(kernel: str, hs: int | None, where: str) -> None:
-    """Raise :class:`ConfigError` unless ``kernel`` is ``auto``, ``torch``, or ``numba`` with numba installed and ``hs=0``
-    (``hs=None``: not known yet).
+def check_kernel(kernel: str, where: str) -> None:
+    """Raise :class:`ConfigError` unless ``kernel`` is ``auto``, ``torch``, or ``numba`` with numba installed
+    (negative sampling and/or hierarchical softmax alike).
 
-    >>> check_kernel("auto", hs=1, where="Word2Vec")  # auto: hierarchical softmax takes the torch path
+    >>> check_kernel("torch", where="Word2Vec")
     >>> try:
-    ...     check_kernel("cython", hs=0, where="Word2Vec")
+    ...     check_kernel("cython", where="Word2Vec")
     ... except ConfigError as error:
     ...     print(str(error).splitlines()[0])
     kernel must be one of ('auto', 'numba', 'torch'), got 'cython'
@@ -135,9 +135,6 @@ def check_kernel(kernel: str, hs: int | None, where: str) -> None:
         raise ConfigError(f"kernel must be one of {_KERNELS}, got {kernel!r}", where=where, fix="kernel=auto")
     if kernel == "numba" and not sgns_kernel.available():
         raise ConfigError("kernel='numba' but numba is not installed", where=where, fix="pip install numba, or kernel=auto")
-    if kernel == "numba" and hs:
-        raise ConfigError("kernel='numba' trains negative sampling only, not hierarchical softmax (hs=1)", where=where,
-                          fix="kernel=auto or kernel=torch with hs=1, or hs=0 with negative > 0")
 
 
 @dataclass(frozen=True)
@@ -176,6 +173,17 @@ class _Targets:
             weight.append(self.signs[center])  # (C, L)
             depth = self.lengths[center]
         return torch.cat(out, 1), torch.cat(weight, 1), depth
+
+    def paths(self) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """The paths as the compiled loop reads them (:func:`~recsys.training.sgns_kernel.sgns_epoch`): ``offsets (V+1,)``
+        into the words' concatenated output rows ``points`` (root first) and their bits ``1 - sign`` over 2, float32;
+        None without hs."""
+        if self.points is None:
+            return None
+        inside = torch.arange(self.points.shape[1], device=self.points.device) < self.lengths.unsqueeze(1)  # (V, L)
+        offsets = torch.cat([self.lengths.new_zeros(1), self.lengths.cumsum(0)])
+        codes = (1 - self.signs[inside]) / 2
+        return offsets.cpu().numpy(), self.points[inside].cpu().numpy(), codes.float().cpu().numpy()
 
     @property
     def path_from(self) -> int | None:
@@ -251,7 +259,7 @@ class SGNS:
 
     def compiled(self, kernel: str, device: torch.device) -> bool:
         """Whether :meth:`train` with ``kernel`` on ``device`` runs the compiled loop (:mod:`recsys.training.sgns_kernel`)."""
-        return kernel != "torch" and not self.hs and device.type == "cpu" and sgns_kernel.available()
+        return kernel != "torch" and device.type == "cpu" and sgns_kernel.available()
 
     def train(self, counts: Tensor, tokens: Tensor, offsets: Tensor, *, workers: int, device: torch.device, seed: int,
               progress: bool = False, kernel: str = "auto") -> SGNSResult:
@@ -260,7 +268,7 @@ class SGNS:
         ``workers`` Hogwild workers on CPU (one on other devices); the same ``seed`` and one worker
         give the same vectors. ``kernel``: see :func:`check_kernel` and the module docstring.
         """
-        check_kernel(kernel, self.hs, where="SGNS.train")
+        check_kernel(kernel, where="SGNS.train")
         compiled = self.compiled(kernel, device)
         workers = workers if device.type == "cpu" else 1
         num_keys, dim = len(counts), self.vector_size
@@ -281,7 +289,7 @@ class SGNS:
             sgns_kernel.load()  # the compiled code, from numba's cache: outside the timing, as gensim's at import
         started = time.perf_counter()
         if compiled:
-            effective = self._train_compiled(w_in, w_out, tokens, offsets, keep, targets.sampler, workers, seed, progress)
+            effective = self._train_compiled(w_in, w_out, tokens, offsets, keep, targets, workers, seed, progress)
         else:
             sentence = sentence_ids(offsets)
             work = lambda rank: self._train_worker(rank, workers, seed, w_in, w_out, tokens, sentence, offsets, keep, targets, progress)
@@ -293,17 +301,20 @@ class SGNS:
         syn1 = w_out[rows_neg : rows_neg + rows_hs].clone() if tree is not None else None
         return SGNSResult(w_in[:num_keys].cpu().clone(), w_out[:rows_neg].clone(), effective, seconds, syn1, tree)
 
-    def _train_compiled(self, w_in: Tensor, w_out: Tensor, tokens: Tensor, offsets: Tensor, keep: Tensor, sampler: AliasSampler,
+    def _train_compiled(self, w_in: Tensor, w_out: Tensor, tokens: Tensor, offsets: Tensor, keep: Tensor, targets: _Targets,
                         workers: int, seed: int, progress: bool) -> int:
         """Every epoch as one call of the compiled loop on ``workers`` threads, in place on the tables; returns the centers trained."""
-        arrays = [t.numpy() for t in (tokens, offsets, keep, sampler.prob, sampler.alias)]
+        sampler = targets.sampler
+        noise = (sampler.prob.numpy(), sampler.alias.numpy()) if sampler is not None else (np.ones(1, np.float32), np.zeros(1, np.int64))
+        arrays = [t.numpy() for t in (tokens, offsets, keep)] + list(noise)
+        paths = targets.paths()
         shrink = self.shrink_windows and not self.basket and self.window > 1
         effective = 0
         for epoch in progress_bar(range(self.epochs), desc="SGNS", unit="epoch", disable=None if progress else True):
             kept, _ = sgns_kernel.sgns_epoch(
                 w_in.numpy(), w_out.numpy(), *arrays, negative=self.negative, window=self.window, shrink=shrink, basket=self.basket,
                 sg=bool(self.sg), cbow_mean=bool(self.cbow_mean), shared_noise=_SHARED_NOISE, alpha=self.alpha, min_alpha=self.min_alpha,
-                epoch=epoch, epochs=self.epochs, seed=hash((seed, epoch)) & _SEED_MASK, threads=workers,
+                epoch=epoch, epochs=self.epochs, seed=hash((seed, epoch)) & _SEED_MASK, threads=workers, paths=paths,
             )
             effective += kept
         return effective
@@ -436,7 +447,7 @@ class SGNSEngine:
     The model exposes the :class:`SGNS` hyperparameters as attributes (``vector_size``, ``window``,
     ``negative``, ..., ``min_count``) and ``set_vectors(rows, vectors)``, which receives the item
     indices kept by ``min_count`` and their ``(V, D)`` input vectors. ``workers`` Hogwild workers on CPU;
-    ``kernel``: ``auto`` (the compiled loop on CPU when numba is installed and ``hs=0``), ``numba`` or ``torch``.
+    ``kernel``: ``auto`` (the compiled loop on CPU when numba is installed), ``numba`` or ``torch``.
 
     >>> import polars as pl
     >>> from recsys.data.frame import from_frame
@@ -451,7 +462,7 @@ class SGNSEngine:
     def __init__(self, workers: int = 2, kernel: str = "auto") -> None:
         if int(workers) < 1:
             raise ConfigError(f"workers must be >= 1, got {workers}", where="SGNSEngine", fix="set model.engine.workers to a positive integer")
-        check_kernel(kernel, None, where="SGNSEngine")
+        check_kernel(kernel, where="SGNSEngine")
         self.workers, self.kernel = workers, kernel
 
     def warm_up(self, device: torch.device) -> None:
@@ -471,7 +482,6 @@ class SGNSEngine:
         where = f"{type(model).__name__} (SGNSEngine)"
         hyper = SGNS.from_model(model)
         hyper.check(where)
-        check_kernel(self.kernel, hyper.hs, where)
         frame = train.frame.select("user", "item").sort("user", maintain_order=True)  # rows of a user in time order
         frame = pl.DataFrame({"sentence": frame["user"], "token": frame["item"]})
         keys, counts, tokens, offsets = build_vocabulary(frame, int(getattr(model, "min_count", 1)), where=where)

@@ -17,8 +17,8 @@ from tests.estimators.test_word2vec import communities, separation
 SETTINGS = dict(vector_size=16, window=3, min_count=1, sample=0, epochs=8, seed=0, workers=1, device="cpu")
 
 
-@pytest.mark.parametrize("options", [dict(sg=1), dict(sg=0), dict(sg=0, cbow_mean=0), dict(sg=1, negative=5),
-                                     dict(sg=1, batch_size=8, workers=2)])
+@pytest.mark.parametrize("options", [dict(sg=1), dict(sg=0), dict(sg=0, cbow_mean=0), dict(sg=1, negative=5), dict(sg=1, workers=2),
+                                     dict(sg=1, batch_size=8, workers=2, kernel="torch"), dict(sg=0, kernel="torch")])
 def test_planted_communities_separate_with_hs(options: dict) -> None:
     model = Word2Vec(**{**SETTINGS, "hs": 1, "negative": 0, **options}).fit(communities())
     within, across = separation(model.wv)

@@ -192,11 +192,14 @@ def community_data(num_users: int = 200, size: int = 12, length: int = 10, seed:
     return from_frame(pl.DataFrame({"user": users.numpy(), "item": items.flatten().numpy(), "timestamp": times.numpy()}))
 
 
+@pytest.mark.parametrize("kernel", ["numba", "torch"])  # the compiled loop (CPU default with numba installed), the vectorized steps
 @pytest.mark.parametrize("sg", [1, 0])
-def test_item2vec_with_hs_only_separates_communities(sg: int) -> None:
+def test_item2vec_with_hs_only_separates_communities(sg: int, kernel: str) -> None:
+    if kernel == "numba":
+        pytest.importorskip("numba", reason="the compiled SGNS loop needs numba (pip install numba)")
     data = community_data()
     model = Item2Vec(num_items=data.num_items, vector_size=16, window=3, negative=0, hs=1, sg=sg, sample=0.0, epochs=6)
-    SGNSEngine(workers=1).fit(model, data, device=torch.device("cpu"), generator=torch.Generator().manual_seed(0), progress=False)
+    SGNSEngine(workers=1, kernel=kernel).fit(model, data, device=torch.device("cpu"), generator=torch.Generator().manual_seed(0), progress=False)
     community = torch.tensor(data.items.ids.to_list()) >= 200  # (N,)
     unit = torch.nn.functional.normalize(model.item_vectors, dim=1)
     top = (unit @ unit.T).fill_diagonal_(-2).topk(5, dim=1).indices  # (N, 5)
