@@ -18,7 +18,8 @@ import torch
 
 from recsys.errors import ConfigError
 
-__all__ = ["atomic_write", "atomic_write_text", "available_devices", "numba_available", "once", "progress_bar", "resolve_device"]
+__all__ = ["atomic_write", "atomic_write_text", "available_devices", "numba_available", "numba_threads", "once", "progress_bar",
+           "resolve_device"]
 
 
 def progress_bar(*args: Any, **kwargs: Any) -> Any:
@@ -57,7 +58,7 @@ def once(function: Callable[[], None]) -> Callable[[], None]:
 
 
 def numba_available() -> bool:
-    """Whether numba imports here: the compiled CPU loops (BPR, SGNS, top-k selection) need it, and each falls back
+    """Whether numba imports here: the compiled CPU loops (BPR, SGNS, top-k selection, Dice) need it, and each falls back
     to vectorized torch without it.
 
     >>> isinstance(numba_available(), bool)
@@ -68,6 +69,19 @@ def numba_available() -> bool:
     except ImportError:  # pragma: no cover - depends on the environment
         return False
     return True
+
+
+@contextlib.contextmanager
+def numba_threads() -> Any:
+    """numba's thread count set to torch's (``torch.get_num_threads()``) inside the block, restored after."""
+    import numba
+
+    previous = numba.get_num_threads()
+    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
+    try:
+        yield
+    finally:
+        numba.set_num_threads(previous)
 
 
 @functools.cache

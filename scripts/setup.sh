@@ -22,7 +22,7 @@ case ",$extras," in
     echo "setup: installing recbole 1.2.1 (--no-deps) for the RecBole peer tests" >&2
     .venv/bin/python -m pip install -q --no-deps "recbole==1.2.1" "colorlog==4.7.2" "colorama==0.4.4" "texttable>=1.6" ;;
 esac
-# Compile the numba CPU loops (BPR, SGNS, top-k selection) into their caches (__pycache__) once, here, instead of in
+# Compile the numba CPU loops (BPR, SGNS, top-k selection, Dice) into their caches (__pycache__) once, here, instead of in
 # the first fit or test that runs them (about 30-60 s of CPU on 2 cores; later processes load them in about 1 s).
 echo "setup: compiling the numba kernels" >&2
-.venv/bin/python -c "from recsys.training import bpr_kernel, sgns_kernel; from recsys.evaluation import topk; bpr_kernel.load(); sgns_kernel.load(); topk.load()"
+.venv/bin/python -c "from recsys.training import bpr_kernel, sgns_kernel; from recsys.evaluation import topk; from recsys.nn import dice_kernels; bpr_kernel.load(); sgns_kernel.load(); topk.load(); dice_kernels.load()"

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from recsys.runtime import numba_available, once
+from recsys.runtime import numba_available, numba_threads, once
 
 __all__ = ["available", "load", "topk", "topk_dot"]
 
@@ -105,7 +105,7 @@ def topk_dot(queries: Tensor, items: Tensor, k: int, *, exclude: tuple[Any, Any]
     tile = max(256, min(width, _TILE_BYTES // (4 * max(rows, 1))))
     buffer = torch.empty(rows, tile)
     cursor = indptr[:-1].copy()
-    with _threads():
+    with numba_threads():
         for offset in range(0, width, tile):
             part = items[offset : offset + tile]
             scores = torch.mm(queries, part.T, out=buffer[:, : len(part)]) if len(part) == tile else queries @ part.T
@@ -143,25 +143,10 @@ def _topk_numpy(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     rows = scores.shape[0]
     state = _State(rows, k)
     none = np.zeros(rows + 1, np.int64)
-    with _threads():
+    with numba_threads():
         _kernel()[0](scores, 0, none, none[:0], none[:-1].copy(), none[:0], np.float32(-np.inf), k,
                      state.values, state.indices, state.sizes, state.thresholds)
         return state.finish(k)
-
-
-class _threads:
-    """numba's thread count set to torch's for the block (restored after)."""
-
-    def __enter__(self) -> None:
-        import numba
-
-        self.previous = numba.get_num_threads()
-        numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
-
-    def __exit__(self, *exc: Any) -> None:
-        import numba
-
-        numba.set_num_threads(self.previous)
 
 
 def _kernel():

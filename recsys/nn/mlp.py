@@ -9,6 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from recsys.errors import ConfigError
+from recsys.runtime import numba_available
 
 __all__ = ["MLP", "Dense", "Dice"]
 
@@ -17,14 +18,28 @@ class Dice(nn.Module):
     """Dice (Zhou et al. 2018, DIN): ``p * x + (1 - p) * alpha * x`` with ``p = sigmoid(batchnorm(x))``, a PReLU whose
     rectifier point follows the batch statistics of each unit. Reads ``(..., dim)``; statistics over all leading axes.
 
+    ``kernel``: ``"auto"`` trains float32 CPU batches of at least 4,096 values with the compiled loops of
+    :mod:`recsys.nn.dice_kernels` when numba imports (the same values and gradients, in four passes instead of about
+    twenty), else torch ops; ``"torch"`` always the torch ops; ``"numba"`` requires the loops.
+
     >>> Dice(4)(torch.randn(3, 5, 4)).shape
     torch.Size([3, 5, 4])
     """
 
-    def __init__(self, dim: int, eps: float = 1e-8) -> None:
+    def __init__(self, dim: int, eps: float = 1e-8, kernel: str = "auto") -> None:
         super().__init__()
+        if kernel not in ("auto", "numba", "torch"):
+            raise ConfigError(f"Dice kernel must be 'auto', 'numba' or 'torch', got {kernel!r}", where="Dice")
         self.norm = nn.BatchNorm1d(dim, eps=eps)
         self.alpha = nn.Parameter(torch.zeros(dim))
+        self.kernel = kernel
+
+    def _compiled(self, flat: Tensor) -> bool:
+        usable = flat.device.type == "cpu" and flat.dtype == torch.float32 and len(flat) >= 2 and numba_available()
+        if self.kernel == "numba" and not usable:
+            raise ConfigError("Dice kernel='numba' needs numba, a float32 CPU batch and at least 2 rows", where="Dice",
+                              fix="pip install numba, or kernel='auto'")
+        return self.kernel == "numba" or (self.kernel == "auto" and usable and flat.numel() >= 4096)
 
     def forward(self, x: Tensor) -> Tensor:
         if not self.training and not torch.is_grad_enabled():  # inference: the running statistics' affine map, in place
@@ -33,12 +48,16 @@ class Dice(nn.Module):
             p = torch.sigmoid_(torch.addcmul(norm.bias - norm.running_mean * scale, x, scale))
             return p.mul_(1 - self.alpha).add_(self.alpha).mul_(x)  # x * (alpha + (1 - alpha) p), one buffer
         flat = x.reshape(-1, x.shape[-1])
+        if self.training and self._compiled(flat):
+            from recsys.nn.dice_kernels import dice_train  # numba, imported on first use
+
+            return dice_train(flat.contiguous(), self.norm, self.alpha).view_as(x)
         if self.training and len(flat) < 2:  # no batch statistics from one row: the running ones
             norm = self.norm
             flat = nn.functional.batch_norm(flat, norm.running_mean, norm.running_var, norm.weight, norm.bias, False, 0.0, norm.eps)
             return x * (torch.sigmoid(flat).view_as(x) * (1 - self.alpha) + self.alpha)
         p = torch.sigmoid(self.norm(flat)).view_as(x)
-        return x * (p + (1 - p) * self.alpha)
+        return x * torch.addcmul(self.alpha, p, 1 - self.alpha)  # x * (alpha + (1 - alpha) p): (dim,)-sized algebra
 
 
 _ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid,

@@ -52,3 +52,32 @@ def test_dice_inference_path_equals_the_formula_with_running_statistics() -> Non
         fast = dice(x.clone())  # the in-place inference path
     torch.testing.assert_close(fast, expected, atol=1e-6, rtol=1e-5)
     torch.testing.assert_close(dice(x), expected, atol=1e-6, rtol=1e-5)  # with gradients: the general path
+
+
+@pytest.mark.parametrize("momentum", [0.1, None])
+def test_dice_compiled_training_step_equals_torch_ops(momentum: float | None) -> None:
+    pytest.importorskip("numba")
+    torch.manual_seed(0)
+    ops, compiled = Dice(6, kernel="torch"), Dice(6, kernel="numba")
+    with torch.no_grad():
+        ops.alpha.uniform_(-1, 1)
+        ops.norm.weight.uniform_(0.5, 2)
+        ops.norm.bias.uniform_(-1, 1)
+    compiled.load_state_dict(ops.state_dict())
+    for dice in (ops, compiled):
+        dice.norm.momentum = momentum
+    for step in range(2):  # the running statistics follow batch norm's update, step after step
+        x = torch.randn(40, 3, 6) * 2 + 0.5  # (..., dim): statistics over both leading axes
+        weights = torch.randn(40, 3, 6)
+        a, b = x.clone().requires_grad_(), x.clone().requires_grad_()
+        ya, yb = ops(a), compiled(b)
+        (ya * weights).sum().backward()
+        (yb * weights).sum().backward()
+        torch.testing.assert_close(yb, ya, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(b.grad, a.grad, atol=1e-5, rtol=1e-5)
+        for p, q in zip(ops.parameters(), compiled.parameters()):
+            torch.testing.assert_close(q.grad, p.grad, atol=1e-4, rtol=1e-5)
+        for name in ("running_mean", "running_var", "num_batches_tracked"):
+            torch.testing.assert_close(getattr(compiled.norm, name), getattr(ops.norm, name))
+    with pytest.raises(ConfigError, match="kernel must be"):
+        Dice(3, kernel="cython")
