@@ -29,8 +29,10 @@ END = "<!-- /measured-table -->"
 #: (ours, peer) label pairs of the grid whose fit-time ratios the table shows
 PAIRS = (("als", "implicit-als"), ("bpr", "implicit-bpr"), ("item2vec", "gensim-item2vec"))
 NAMES = {"pop": "popularity", "bpr": "BPR-MF (Hogwild)", "neumf": "NeuMF", "als": "ALS", "ease": "EASE",
-         "sasrec_ce": "SASRec (full CE)", "bert4rec": "BERT4Rec", "item2vec": "item2vec", "implicit-als": "implicit ALS",
-         "implicit-bpr": "implicit BPR", "gensim-item2vec": "gensim Word2Vec as item2vec"}
+         "sasrec_ce": "SASRec (full CE)", "sasrec_ce-sinusoidal": "SASRec (full CE, sinusoidal positions)",
+         "bert4rec": "BERT4Rec", "bert4rec-sinusoidal": "BERT4Rec (sinusoidal positions)", "gru4rec": "GRU4Rec",
+         "item2vec": "item2vec", "implicit-als": "implicit ALS", "implicit-bpr": "implicit BPR",
+         "gensim-item2vec": "gensim Word2Vec as item2vec", "recbole-sasrec": "RecBole SASRec"}
 
 
 def _machine(frame: pl.DataFrame) -> str:

@@ -26,7 +26,8 @@ if TYPE_CHECKING:
 class BERT4Rec(SequentialRecommender):
     """Item + position embeddings, LayerNorm, a post-LN bidirectional encoder, and a tied output head.
 
-    Positions are right-aligned, ``positions="learned"`` (the paper) or ``"sinusoidal"`` (fixed, no parameters).
+    Positions are right-aligned, ``positions="learned"`` (the paper) or ``"sinusoidal"`` (fixed, no parameters, scaled
+    to ``init_std``: the items' initial scale).
 
     Batches come from :class:`recsys.data.sequence_batches.ClozeBatches` (``inputs`` with masked
     positions set to ``num_items + 1``, ``labels`` = original item at masked positions, else 0).
@@ -60,7 +61,7 @@ class BERT4Rec(SequentialRecommender):
         self.num_items, self.max_len, self.history_len = num_items, max_len, max_len - 1
         self.mask_token, self.init_std = mask_index(num_items), init_std
         self.item_embedding = nn.Embedding(num_items + 2, embedding_dim, padding_idx=PADDING_INDEX)  # + padding, mask
-        self.position = PositionalEmbedding(max_len, embedding_dim, positions)
+        self.position = PositionalEmbedding(max_len, embedding_dim, positions, scale=init_std)  # sinusoidal: items' scale
         self.ln = nn.LayerNorm(embedding_dim)
         self.dropout = nn.Dropout(dropout)
         self.encoder = TransformerEncoder(num_layers, embedding_dim, num_heads, hidden_dim, dropout,

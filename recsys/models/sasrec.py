@@ -226,7 +226,7 @@ class SASRec(NextItemRecommender):
 
     Input and output item embeddings are tied; positions are right-aligned (the most recent item always
     has the last position), ``positions="learned"`` (the paper) or ``"sinusoidal"`` (fixed, no parameters,
-    Vaswani et al. 2017). Batches come from
+    Vaswani et al. 2017, scaled to ``init_std``: the items' initial scale). Batches come from
     :class:`recsys.data.sequence_batches.NextItemBatches` (``negatives`` for ``bce`` and
     ``sampled_softmax``, none needed for ``ce``); :func:`recsys.run_pipeline` gives them the model's
     ``max_len`` and negatives unless the caller set them. ``dropout`` 0.5 is the paper's value for sparse
@@ -260,7 +260,7 @@ class SASRec(NextItemRecommender):
         self.num_items, self.max_len, self.history_len = num_items, max_len, max_len
         self.loss_name, self.init_std = loss, init_std
         self.item_embedding = nn.Embedding(num_items + 2, embedding_dim, padding_idx=PADDING_INDEX)  # + padding, mask
-        self.position = PositionalEmbedding(max_len, embedding_dim, positions)
+        self.position = PositionalEmbedding(max_len, embedding_dim, positions, scale=init_std)  # sinusoidal: items' scale
         self.dropout = nn.Dropout(dropout)
         self.encoder = TransformerEncoder(num_layers, embedding_dim, num_heads, hidden_dim or embedding_dim, dropout,
                                           attention_dropout, activation, norm_first, causal=True)

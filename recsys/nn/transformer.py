@@ -192,7 +192,10 @@ class PositionalEmbedding(nn.Module):
     """Absolute positions ``(T, D)`` for sequences of up to ``max_len`` tokens: learned or sinusoidal.
 
     ``positions="learned"`` (default) is a ``(max_len, D)`` parameter ``weight``; ``"sinusoidal"`` is
-    :func:`sinusoidal_table`, a non-persistent buffer ``table`` (no parameters, nothing in the state dict).
+    :func:`sinusoidal_table` times ``scale``, a non-persistent buffer ``table`` (no parameters, nothing in the state
+    dict). Vaswani et al. add the unit-amplitude table to token embeddings of unit scale (``sqrt(D)`` times weights of
+    std ``D^-1/2``); a model whose embeddings start at std 0.02 passes ``scale=0.02``, so that positions start at the
+    items' scale, as learned positions do, instead of drowning them fifty to one.
     ``right_aligned=True`` gives the last ``T`` of the ``max_len`` positions, so a left-padded
     sequence's most recent item always has position ``max_len - 1`` whatever ``T`` is (SASRec);
     ``False`` gives positions ``0..T-1`` (text, right padding).
@@ -205,7 +208,7 @@ class PositionalEmbedding(nn.Module):
     (0, True)
     """
 
-    def __init__(self, max_len: int, dim: int, positions: str = "learned") -> None:
+    def __init__(self, max_len: int, dim: int, positions: str = "learned", scale: float = 1.0) -> None:
         super().__init__()
         if max_len <= 0 or dim <= 0:
             raise ConfigError(f"max_len and dim must be positive, got max_len={max_len}, dim={dim}",
@@ -218,7 +221,7 @@ class PositionalEmbedding(nn.Module):
             self.weight = nn.Parameter(torch.empty(max_len, dim))
             nn.init.normal_(self.weight, std=0.02)
         else:
-            self.register_buffer("table", sinusoidal_table(max_len, dim), persistent=False)
+            self.register_buffer("table", sinusoidal_table(max_len, dim) * scale, persistent=False)
 
     def forward(self, seq_len: int, right_aligned: bool = False) -> Tensor:
         if seq_len > self.max_len:

@@ -85,7 +85,7 @@ def test_sinusoidal_positions() -> None:
 
     model = BERT4Rec(num_items=6, max_len=4, embedding_dim=8, positions="sinusoidal", dropout=0.0).eval()
     assert not [key for key in model.state_dict() if key.startswith("position")]
-    assert torch.equal(model.position(2, right_aligned=True), sinusoidal_table(4, 8)[2:])
+    assert torch.equal(model.position(2, right_aligned=True), sinusoidal_table(4, 8)[2:] * model.init_std)  # the items' scale
     batch = {"inputs": torch.tensor([[0, 1, 7, 3]]), "labels": torch.tensor([[0, 0, 2, 0]])}
     assert torch.isfinite(model.loss(batch)) and model.score_sequences(torch.tensor([[0, 1, 2]])).shape == (1, 6)
     with pytest.raises(ConfigError, match="positions"):

@@ -245,7 +245,7 @@ def test_sinusoidal_positions_have_no_parameters_and_learn_the_cycle() -> None:
     model = SASRec(data.num_items, max_len=8, embedding_dim=16, num_layers=1, dropout=0.0, positions="sinusoidal")
     assert not [name for name, _ in model.named_parameters() if name.startswith("position")]
     assert not [key for key in model.state_dict() if key.startswith("position")]
-    assert torch.equal(model.position(3, right_aligned=True), sinusoidal_table(8, 16)[5:])  # still right-aligned
+    assert torch.equal(model.position(3, right_aligned=True), sinusoidal_table(8, 16)[5:] * model.init_std)  # right-aligned, at the items' scale
     model.prepare(split.train)
     _train(model, NextItemBatches(split.train, max_len=8, batch_size=60, num_negatives=0, seed=0), steps=40, lr=0.02)
     metrics = RankingEvaluator(ks=(1,), metrics=("hr",)).evaluate_model(model, split.train.concat(split.valid), split.test)

@@ -156,6 +156,8 @@ def test_sinusoidal_positions_have_no_parameters_and_align() -> None:
     assert torch.equal(pos(4), sinusoidal_table(6, 4)[:4])
     assert torch.equal(pos(4, right_aligned=True), sinusoidal_table(6, 4)[2:])
     assert pos.to(torch.float64)(2).dtype == torch.float64  # a buffer: follows the module's dtype and device
+    scaled = PositionalEmbedding(max_len=6, dim=4, positions="sinusoidal", scale=0.02)
+    assert torch.equal(scaled(3), sinusoidal_table(6, 4)[:3] * 0.02)
     with pytest.raises(ConfigError, match="exceeds max_len"):
         pos(7)
     learned = PositionalEmbedding(max_len=6, dim=4)
@@ -187,3 +189,14 @@ def test_cuda_matches_cpu() -> None:
     expected = encoder(x, mask)
     out = encoder.cuda()(x.cuda(), mask.cuda()).cpu()
     torch.testing.assert_close(out[:, 3:], expected[:, 3:], rtol=1e-4, atol=1e-4)
+
+
+def test_sequential_models_start_sinusoidal_positions_at_their_items_scale() -> None:
+    from recsys.models.bert4rec import BERT4Rec
+    from recsys.models.sasrec import SASRec
+
+    for model in (SASRec(20, max_len=6, embedding_dim=8, positions="sinusoidal", init_std=0.05),
+                  BERT4Rec(20, max_len=6, embedding_dim=8, positions="sinusoidal", init_std=0.05)):
+        torch.testing.assert_close(model.position(6), sinusoidal_table(6, 8) * 0.05)
+        items = model.item_embedding.weight[1:21]
+        assert 0.03 < float(items.std()) < 0.07  # the same scale as the positions' amplitude
