@@ -90,16 +90,15 @@ class DiceFunction(torch.autograd.Function):
     def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor, alpha: Tensor, eps: float) -> tuple[Tensor, Tensor, Tensor]:  # type: ignore[override]
         n = len(x)
         arr = x.detach().numpy()
-        with numba_threads():
-            sums = column_sums(arr, _blocks())
-        mean64 = sums[0] / n
-        var64 = np.maximum(sums[1] / n - mean64 * mean64, 0.0)  # biased: the normalization's
-        rstd = torch.from_numpy(1.0 / np.sqrt(var64 + eps)).float()
-        mean = torch.from_numpy(mean64).float()
-        scale = (weight.detach() * rstd).contiguous()
-        shift = (bias.detach() - mean * scale).contiguous()
         out, gate = torch.empty_like(x), torch.empty_like(x)
         with numba_threads():
+            sums = column_sums(arr, _blocks())
+            mean64 = sums[0] / n
+            var64 = np.maximum(sums[1] / n - mean64 * mean64, 0.0)  # biased: the normalization's
+            rstd = torch.from_numpy(1.0 / np.sqrt(var64 + eps)).float()
+            mean = torch.from_numpy(mean64).float()
+            scale = (weight.detach() * rstd).contiguous()
+            shift = (bias.detach() - mean * scale).contiguous()
             forward(arr, scale.numpy(), shift.numpy(), alpha.detach().contiguous().numpy(), out.numpy(), gate.numpy())
         ctx.save_for_backward(x, weight, alpha, mean, rstd, gate)
         unbiased = torch.from_numpy(var64 * n / max(n - 1, 1)).float()
@@ -111,13 +110,12 @@ class DiceFunction(torch.autograd.Function):
         x, weight, alpha, mean, rstd, gate = ctx.saved_tensors
         n = len(x)
         arrays = [t.detach().contiguous().numpy() for t in (x, grad, gate, mean, rstd, alpha)]
-        with numba_threads():
-            sums = backward_sums(*arrays, _blocks())
-        grad_bias, grad_weight, grad_alpha = (torch.from_numpy(s).float() for s in sums)
         grad_x = torch.empty_like(x)
         with numba_threads():
+            sums = backward_sums(*arrays, _blocks())
             backward_input(*arrays, weight.detach().contiguous().numpy(), (sums[0] / n).astype(np.float32),
                            (sums[1] / n).astype(np.float32), grad_x.numpy())
+        grad_bias, grad_weight, grad_alpha = (torch.from_numpy(s).float() for s in sums)
         return grad_x, grad_weight, grad_bias, grad_alpha, None
 
 
