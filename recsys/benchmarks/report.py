@@ -119,22 +119,26 @@ def failed_cells(frame: pl.DataFrame) -> pl.DataFrame:
 
 
 def _per_user(store: Path, cells: pl.DataFrame, key: str) -> pl.DataFrame:
-    """model, user, value: each model's per-user ``key`` averaged over its cells (seeds)."""
+    """model, user, value, seeds: each model's per-user ``key`` averaged over the cells (seeds) that kept per-user
+    values; a cell without the file (an exported store of a grid run before exports kept them) is left out."""
     parts = []
     for model, run_dir in cells.select("model", "run_dir").iter_rows():  # one file per cell
         path = store / run_dir / PER_USER_FILE
         try:
             part = pl.read_parquet(path)
         except FileNotFoundError:
-            raise DataError("a finished cell has no per-user results", where=str(path), fix="rerun that cell") from None
+            continue
         except Exception as error:  # noqa: BLE001 - polars raises several types for damaged files
             raise DataError(f"per-user results cannot be read ({type(error).__name__})", where=str(path),
                             fix="rerun that cell") from None
         if "user" not in part.columns or key not in part.columns:
             raise DataError(f"per-user results lack the columns 'user' and '{key}'", where=str(path),
                             fix=f"choose a metric among {[c for c in part.columns if c != 'user']}")
-        parts.append(part.select(pl.lit(model).alias("model"), "user", pl.col(key).cast(pl.Float64).alias("value")))
-    return pl.concat(parts).group_by("model", "user").agg(pl.col("value").mean())
+        parts.append(part.select(pl.lit(model).alias("model"), "user", pl.col(key).cast(pl.Float64).alias("value"),
+                                 pl.lit(run_dir).alias("run_dir")))
+    if not parts:
+        raise DataError("no finished cell kept per-user results", where=str(store / "cells"), fix="rerun the cells")
+    return pl.concat(parts).group_by("model", "user").agg(pl.col("value").mean(), pl.col("run_dir").n_unique().alias("seeds"))
 
 
 def has_per_user(store_path: str | Path, frame: pl.DataFrame, dataset: str, metric: str) -> bool:
@@ -166,7 +170,8 @@ def _paired_tests(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
 def significance(store_path: str | Path, dataset: str, metric: str, baseline: str) -> pl.DataFrame:
     """Each other model on ``dataset`` against ``baseline`` on per-user test ``metric`` (values averaged over seeds).
 
-    Users are inner-joined on ``user``. Columns: dataset, metric, model, baseline, n_users, mean, baseline_mean,
+    Users are inner-joined on ``user``; a cell that kept no per-user file is left out, and ``seeds`` counts the
+    model's cells that entered. Columns: dataset, metric, model, baseline, n_users, seeds, mean, baseline_mean,
     mean_diff (model - baseline), t_statistic and t_pvalue (``scipy.stats.ttest_rel``), wilcoxon_pvalue
     (``scipy.stats.wilcoxon``). Identical per-user values give statistic 0 and p-values 1.
     """
@@ -188,15 +193,19 @@ def significance(store_path: str | Path, dataset: str, metric: str, baseline: st
                           fix=f"choose among {models}")
     per_user = _per_user(store, cells, key)
     base = per_user.filter(pl.col("model") == baseline).select("user", pl.col("value").alias("base"))
+    if base.height == 0:
+        raise DataError(f"baseline {baseline!r} kept no per-user results on {dataset}", where=str(store / "cells"),
+                        fix=f"rerun its cells: recsys compare GRID --models {baseline} --rerun")
     joined = per_user.filter(pl.col("model") != baseline).join(base, on="user", how="inner").sort("model", "user")
     rows = []
     for (model,), pairs in joined.group_by(["model"], maintain_order=True):  # one test per model
         a, b = pairs["value"].to_numpy(), pairs["base"].to_numpy()
         t, t_p, w_p = _paired_tests(a, b)
         rows.append({"dataset": dataset, "metric": key, "model": model, "baseline": baseline, "n_users": len(a),
-                     "mean": float(a.mean()), "baseline_mean": float(b.mean()), "mean_diff": float((a - b).mean()),
-                     "t_statistic": t, "t_pvalue": t_p, "wilcoxon_pvalue": w_p})
+                     "seeds": int(pairs["seeds"].max()), "mean": float(a.mean()), "baseline_mean": float(b.mean()),
+                     "mean_diff": float((a - b).mean()), "t_statistic": t, "t_pvalue": t_p, "wilcoxon_pvalue": w_p})
     schema = {"dataset": pl.String, "metric": pl.String, "model": pl.String, "baseline": pl.String, "n_users": pl.Int64,
+              "seeds": pl.Int64,
               **{c: pl.Float64 for c in ("mean", "baseline_mean", "mean_diff", "t_statistic", "t_pvalue", "wilcoxon_pvalue")}}
     return pl.DataFrame(rows, schema=schema)
 
@@ -223,6 +232,48 @@ def load_training_curves(store_path: str | Path, frame: pl.DataFrame, metrics: S
                                      *values))
     schema = {"dataset": pl.String, "model": pl.String, "seed": pl.Int64, "epoch": pl.Int64, **dict.fromkeys(keys, pl.Float64)}
     return pl.concat(parts) if parts else pl.DataFrame(schema=schema)
+
+
+def export_store(store_path: str | Path, dest: str | Path, metrics: Sequence[str] | None = None) -> Path:
+    """Write a compact copy of a store that its report can be rebuilt from (and a grid resumed on, from a copy).
+
+    ``dest`` gets ``results.parquet`` and, per cell, ``metrics.csv``, ``metrics.json`` and the per-user test values
+    of ``metrics`` (default: :func:`default_metrics`) with ``user``; checkpoints, data copies and logs stay behind.
+    A finished store is small enough to commit (``docs/results/store``), so a report survives the machine that ran
+    the grid. Written to a temporary folder beside ``dest``, then renamed onto it. Returns ``dest``.
+    """
+    import shutil
+    import tempfile
+
+    store, dest = Path(store_path), Path(dest)
+    if dest.resolve() == store.resolve():
+        raise ConfigError("cannot export a store onto itself (the copy leaves its checkpoints behind)", where=str(dest),
+                          fix="name another folder, e.g. docs/results/store")
+    frame = load_store(store)
+    keep = [m.removeprefix("test/") for m in (metrics if metrics is not None else default_metrics(frame))]
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+    try:
+        frame.write_parquet(tmp / "results.parquet")
+        for run_dir in frame.filter(pl.col("status") == "ok")["run_dir"].drop_nulls().to_list():  # one folder per cell
+            source, target = store / run_dir, tmp / run_dir
+            target.mkdir(parents=True)
+            for name in ("metrics.csv", "metrics.json"):
+                if (source / name).is_file():
+                    shutil.copyfile(source / name, target / name)
+            if (source / PER_USER_FILE).is_file():
+                per_user = pl.read_parquet(source / PER_USER_FILE)
+                per_user.select("user", *(c for c in keep if c in per_user.columns)).write_parquet(
+                    target / PER_USER_FILE, compression="zstd", compression_level=19)
+        old = dest.with_name(f".{dest.name}.old")
+        if dest.exists():
+            dest.rename(old)
+        tmp.rename(dest)
+        shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return dest
 
 
 # ---- rendering: one table model, two outputs -------------------------------------------------------------------
@@ -292,10 +343,11 @@ def _summary_table(rows: pl.DataFrame, metrics: Sequence[str], tests: dict[str, 
                 cells.append("n/a")
             elif hit.height:
                 t = hit.row(0, named=True)
+                part = f", {t['seeds']} of {row['seeds']} seeds" if t["seeds"] != row["seeds"] else ""
                 cells.append(f"{t['mean_diff']:+.4f} (t p={_p(t['t_pvalue'])}, W p={_p(t['wilcoxon_pvalue'])}, "
-                             f"n={t['n_users']})")
+                             f"n={t['n_users']}{part})")
             else:
-                cells.append("–")
+                cells.append("n/a (no per-user values kept)" if row["seeds"] else "–")
         cells += [_num(row["train_seconds"], 2), _num(row["peak_rss_mib"], 0), str(row["failed"])]
         table.append(cells)
     return headers, table

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from recsys.benchmarks.plots import plot_run
-from recsys.benchmarks.report import DEFAULT_METRICS, write_report
+from recsys.benchmarks.report import DEFAULT_METRICS, export_store, write_report
 from recsys.errors import ConfigError, RecsysError
 
 USAGE_ERROR = 2
@@ -26,6 +26,8 @@ def report_parser() -> argparse.ArgumentParser:
                              "store holds); bare names are test metrics, valid/NAME the validation ones")
     parser.add_argument("--baseline", help="model to test every other model against (paired t-test, Wilcoxon)")
     parser.add_argument("--no-references", action="store_true", help="leave out the published numbers")
+    parser.add_argument("--export", metavar="DIR", help="also write a compact copy of the store the report can be rebuilt "
+                        "from (results.parquet, each cell's metrics.csv and per-user values), small enough to commit")
     return parser
 
 
@@ -52,6 +54,8 @@ def report_main(argv: list[str]) -> int:
     try:
         paths = write_report(args.store, out, metrics=tuple(args.metrics) if args.metrics else None, baseline=args.baseline,
                              references=not args.no_references)
+        if args.export:
+            exported = export_store(args.store, args.export, metrics=tuple(args.metrics) if args.metrics else None)
     except RecsysError as error:
         print(f"error: {error}", file=sys.stderr)
         return USAGE_ERROR
@@ -59,6 +63,8 @@ def report_main(argv: list[str]) -> int:
     print(f"wrote {paths['markdown']}")
     print(f"wrote {paths['html']} (self-contained)")
     print(f"wrote {len(paths) - 2} plots to {out}")
+    if args.export:
+        print(f"wrote the compact store {exported} (`recsys report {exported}` rebuilds this report)")
     return 0
 
 

@@ -17,6 +17,7 @@ from recsys.benchmarks import plots
 from recsys.benchmarks.references import REFERENCES
 from recsys.benchmarks.report import (
     default_metrics,
+    export_store,
     failed_cells,
     load_store,
     load_training_curves,
@@ -161,6 +162,48 @@ def test_significance_of_identical_values_is_not_an_error(store: dict, tmp_path:
     assert (row["mean_diff"], row["t_statistic"], row["t_pvalue"], row["wilcoxon_pvalue"]) == (0.0, 0.0, 1.0, 1.0)
 
 
+def test_paired_tests_use_the_seeds_that_kept_per_user_values(store: dict, tmp_path: Path) -> None:
+    copy = tmp_path / "store"
+    shutil.copytree(store["path"], copy)
+    (copy / "cells/ml-100k-als-1/per_user_test.parquet").unlink()  # als keeps seed 0's values only
+    for seed in SEEDS:  # implicit-als keeps none
+        (copy / f"cells/ml-100k-implicit-als-{seed}/per_user_test.parquet").unlink()
+    result = significance(copy, "ml-100k", "ndcg@10", "bpr")
+    assert result["model"].to_list() == ["als"]
+    row = result.row(0, named=True)
+    a, base = store["arrays"][("ml-100k", "als", 0)]["ndcg@10"], _averaged(store, "ml-100k", "bpr", "ndcg@10")
+    assert (row["seeds"], row["n_users"]) == (1, DATASETS["ml-100k"])
+    assert row["t_pvalue"] == pytest.approx(stats.ttest_rel(a, base).pvalue)
+    markdown = write_report(copy, tmp_path / "r", metrics=["ndcg@10"], baseline="bpr", references=False)["markdown"].read_text()
+    headers, rows = _table(markdown, "ml-100k")
+    by_model = {row[0].removesuffix(" (peer)"): row for row in rows}
+    assert by_model["als"][headers.index("Δ ndcg@10 vs bpr")].endswith("n=45, 1 of 2 seeds)")
+    assert by_model["implicit-als"][headers.index("Δ ndcg@10 vs bpr")] == "n/a (no per-user values kept)"
+    for seed in SEEDS:
+        (copy / f"cells/ml-100k-bpr-{seed}/per_user_test.parquet").unlink()
+    with pytest.raises(DataError, match="baseline 'bpr' kept no per-user results"):
+        significance(copy, "ml-100k", "ndcg@10", "bpr")
+
+
+def test_an_exported_store_rebuilds_the_same_report(store: dict, tmp_path: Path) -> None:
+    exported = export_store(store["path"], tmp_path / "exported", metrics=["ndcg@10"])
+    assert sorted(p.name for p in (exported / "cells/ml-100k-bpr-0").iterdir()) == ["metrics.csv", "per_user_test.parquet"]
+    assert pl.read_parquet(exported / "cells/ml-100k-bpr-0/per_user_test.parquet").columns == ["user", "ndcg@10"]
+    assert not (exported / f"cells/{'-'.join(map(str, FAILED))}").exists()  # a failed cell has no results to keep
+    assert pl.read_parquet(exported / "results.parquet").equals(pl.read_parquet(store["path"] / "results.parquet"))
+    for dataset in DATASETS:
+        assert significance(exported, dataset, "ndcg@10", "bpr").equals(significance(store["path"], dataset, "ndcg@10", "bpr"))
+    kwargs = {"metrics": ["ndcg@10"], "baseline": "bpr", "references": False}
+    ours = write_report(exported, tmp_path / "a", **kwargs)["markdown"].read_text()
+    theirs = write_report(store["path"], tmp_path / "b", **kwargs)["markdown"].read_text()
+    assert ours.replace(str(exported), "S") == theirs.replace(str(store["path"]), "S")
+    export_store(store["path"], exported, metrics=["hr@10"])  # a second export replaces the first whole
+    assert pl.read_parquet(exported / "cells/ml-100k-bpr-0/per_user_test.parquet").columns == ["user", "hr@10"]
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporary folder left
+    with pytest.raises(ConfigError, match="onto itself"):
+        export_store(exported, exported)
+
+
 def test_bad_input_says_what_and_where(store: dict, tmp_path: Path) -> None:
     with pytest.raises(DataError, match="not found"):
         load_store(tmp_path / "nowhere")
@@ -299,9 +342,12 @@ def test_report_main(store: dict, tmp_path: Path, capsys: pytest.CaptureFixture[
     small.mkdir()
     (small / "cells").symlink_to(store["path"] / "cells")
     pl.read_parquet(store["path"] / "results.parquet").filter(pl.col("dataset") == "ml-100k").write_parquet(small / "results.parquet")
-    assert report_main([str(small), "--out", str(tmp_path / "r"), "--metric", "hr@10", "--no-references"]) == 0
+    assert report_main([str(small), "--out", str(tmp_path / "r"), "--metric", "hr@10", "--no-references",
+                        "--export", str(tmp_path / "kept")]) == 0
     out = capsys.readouterr().out
     assert "# Benchmark report" in out and str(tmp_path / "r" / "report.html") in out
+    assert f"recsys report {tmp_path / 'kept'}" in out
+    assert pl.read_parquet(tmp_path / "kept/cells/ml-100k-bpr-0/per_user_test.parquet").columns == ["user", "hr@10"]
     assert "Published" not in out
     assert report_main([str(tmp_path / "nowhere")]) == 2
     assert "results store not found" in capsys.readouterr().err
