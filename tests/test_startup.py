@@ -57,3 +57,14 @@ def test_bench_prints_the_import_rows_against_the_goal(capsys: pytest.CaptureFix
     for what in startup.IMPORTS:
         assert f"import {what}" in out
     assert "<= 1" in out and "recsys-train wall" not in out
+
+
+def test_the_speed_claim_is_the_fastest_wall_time_with_its_parts() -> None:
+    args = startup.argparse.Namespace(overrides=["trainer.epochs=3"])
+    runs = [(9.0, 8.0, 5.0), (7.5, 7.0, 4.0), (8.0, 7.5, 4.5)]  # (wall, cpu, training) seconds
+    imports = {"torch (floor)": [2.2, 2.1], "recsys": [0.1, 0.1], "default-run modules": [3.1, 3.0]}
+    row = startup.speed_claim(runs, imports, args)
+    assert (row["best"], row["low"], row["high"], row["repeats"], row["unit"]) == (7.5, 7.5, 9.0, 3, " s")
+    assert row["command"] == "recsys bench startup --repeats 3 trainer.epochs=3"
+    assert row["detail"].startswith("training 4.00 s, imports of the default-run modules 3.00 s (`import torch` alone 2.10 s)")
+    assert "cores" in row["machine"]

@@ -133,24 +133,51 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-len", type=int, default=50)
     parser.add_argument("--sparse-lr", type=float, default=0.05)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="one side-by-side pair per seed")
+    parser.add_argument("--seed", type=int, dest="seeds", action="store", help=argparse.SUPPRESS)  # older spelling: one seed
     parser.add_argument("--only", choices=["ours", "deepctr"], default=None)
+    parser.add_argument("--record", default=None, help="merge the speed ratio (best and range over the seeds) into this "
+                        "speed file (docs/results/speed.json)")
     args = parser.parse_args(argv)
+    if isinstance(args.seeds, int):
+        args.seeds = [args.seeds]
     torch.set_num_threads(args.threads)
     runs = {"ours": run_ours, "deepctr": run_deepctr}
-    results = {name: run(args) for name, run in runs.items() if args.only in (None, name)}
-    rows = [{"model": name, "AUC": f"{r['auc']:.4f}", "log loss": f"{r['logloss']:.4f}",
-             "train samples/s": f"{r['samples_per_s']:,.0f}", "train s": f"{r['seconds']:.1f}"} for name, r in results.items()]
-    if len(results) == 2:
-        ours, theirs = results["ours"], results["deepctr"]
-        rows.append({"model": "ours - deepctr (speed: ours / deepctr)", "AUC": f"{ours['auc'] - theirs['auc']:+.4f}",
-                     "log loss": f"{ours['logloss'] - theirs['logloss']:+.4f}",
-                     "train samples/s": f"{ours['samples_per_s'] / theirs['samples_per_s']:.2f}x"})
-    print(f"DIN on ml-100k CTR (user, item, history max_len {args.max_len}): embedding {args.embedding_dim}, DNN "
-          f"{args.hidden_dims}, attention {args.attention_dims}, batch {args.batch_size}, {args.epochs} epochs, fp32, "
-          f"{args.threads} threads")
-    print(format_table(rows, ["model", "AUC", "log loss", "train samples/s", "train s"]))
+    pairs = []
+    for seed in args.seeds:
+        args.seed = seed
+        results = {name: run(args) for name, run in runs.items() if args.only in (None, name)}
+        rows = [{"seed": seed, "model": name, "AUC": f"{r['auc']:.4f}", "log loss": f"{r['logloss']:.4f}",
+                 "train samples/s": f"{r['samples_per_s']:,.0f}", "train s": f"{r['seconds']:.1f}"} for name, r in results.items()]
+        if len(results) == 2:
+            ours, theirs = results["ours"], results["deepctr"]
+            pairs.append((seed, ours, theirs))
+            rows.append({"seed": seed, "model": "ours - deepctr (speed: ours / deepctr)", "AUC": f"{ours['auc'] - theirs['auc']:+.4f}",
+                         "log loss": f"{ours['logloss'] - theirs['logloss']:+.4f}",
+                         "train samples/s": f"{ours['samples_per_s'] / theirs['samples_per_s']:.2f}x"})
+        print(f"DIN on ml-100k CTR (user, item, history max_len {args.max_len}): embedding {args.embedding_dim}, DNN "
+              f"{args.hidden_dims}, attention {args.attention_dims}, batch {args.batch_size}, {args.epochs} epochs, fp32, "
+              f"{args.threads} threads, seed {seed}")
+        print(format_table(rows, ["seed", "model", "AUC", "log loss", "train samples/s", "train s"]), flush=True)
+    if args.record and pairs:
+        from recsys.benchmarks.readme import record
+
+        print(f"recorded in {record(args.record, [speed_claim(pairs, args)])}")
     return 0
+
+
+def speed_claim(pairs: list[tuple[int, dict[str, Any], dict[str, Any]]], args: argparse.Namespace) -> dict[str, Any]:
+    """The README row of ``(seed, ours, deepctr)`` pairs: training samples/s ratio per seed, AUC of both beside it."""
+    from recsys.benchmarks.readme import claim
+
+    seeds = " ".join(str(seed) for seed, _, _ in pairs)
+    aucs = "; ".join(f"{o['auc']:.4f} vs {t['auc']:.4f}" for _, o, t in pairs)
+    return claim(f"DIN vs DeepCTR-Torch 0.3.0's DIN, training samples/s (ml-100k CTR, user + item + {args.max_len}-item "
+                 f"history, embedding {args.embedding_dim}, DNN {'-'.join(map(str, args.hidden_dims))}, {args.epochs} epochs; "
+                 "a repeat is one seed, ours and DeepCTR back to back)",
+                 [o["samples_per_s"] / t["samples_per_s"] for _, o, t in pairs],
+                 f"recsys bench din --root ../shared/datasets --seeds {seeds}", args.threads,
+                 detail=f"test AUC ours vs DeepCTR: {aucs} (seeds {seeds})")
 
 
 if __name__ == "__main__":

@@ -183,6 +183,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int, default=256, help="ours: centers per SGD step")
     parser.add_argument("--device", default="auto", help="ours: cpu, cuda or auto")
     parser.add_argument("--systems", nargs="+", default=["ours", "gensim"], choices=["ours", "gensim"])
+    parser.add_argument("--record", default=None, help="merge each corpus' words/s ratio (best and range over the seeds, "
+                        "each seed ours and gensim back to back) into this speed file (docs/results/speed.json)")
     parser.add_argument("--worker", choices=["ours", "gensim"], dest="system_worker", help=argparse.SUPPRESS)
     parser.add_argument("--dataset", help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, default=1, help=argparse.SUPPRESS)
@@ -204,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
         except ImportError:
             print("gensim is not installed (pip install 'recsys[bench]'): running ours only", file=sys.stderr)
             systems.remove("gensim")
-    rows = []
+    rows, claims = [], []
     for dataset in args.datasets:
         if dataset == "lee" and "gensim" not in systems:
             print("skipping lee: the text corpus and WordSim-353 come with gensim", file=sys.stderr)
@@ -230,6 +232,7 @@ def main(argv: list[str] | None = None) -> int:
             rows.append({"data": dataset, "system": system, "device": device, "threads": args.workers, "train s": mean["seconds"], "words/s": round(mean["words_per_s"]),
                          "peak MiB": round(mean["peak_mb"]), **{k: mean[k] for k in QUALITY if k in mean}})
         if len(means) == 2:
+            claims.append(speed_claim(dataset, results["ours"], results["gensim"], args))
             ours, peer = means["ours"], means["gensim"]
             rows.append({"data": dataset, "system": "ours / gensim", "train s": ours["seconds"] / peer["seconds"], "words/s": round(ours["words_per_s"] / peer["words_per_s"], 2),
                          "peak MiB": round(ours["peak_mb"] / peer["peak_mb"], 2), **{k: ours[k] / peer[k] for k in QUALITY if k in ours}})
@@ -238,7 +241,31 @@ def main(argv: list[str] | None = None) -> int:
           f"mean of seeds {args.seeds}; items: full ranking, leave-one-out, score = cosine to the last history item; "
           f"lee: gensim's Lee corpus (min_count 2), Spearman on WordSim-353; words/s = raw tokens x epochs / train seconds")
     print(format_table(rows))
+    if args.record and claims:
+        from recsys.benchmarks.readme import record
+
+        print(f"recorded in {record(args.record, claims)}")
     return 0
+
+
+def speed_claim(dataset: str, ours: list[dict], gensim: list[dict], args: argparse.Namespace) -> dict[str, Any]:
+    """The README row of one corpus: words/s ours / gensim per seed (a repeat), HR@10 and NDCG@10 ratios beside it."""
+    from recsys.benchmarks.readme import claim
+
+    def ratios(key: str) -> str:
+        values = sorted(o[key] / g[key] for o, g in zip(ours, gensim, strict=True))
+        return f"{values[0]:.2f}x-{values[-1]:.2f}x"
+
+    objective = "hierarchical softmax (gensim hs=1, negative=0)" if args.hs and not args.negative else (
+        f"hierarchical softmax and negative {args.negative}" if args.hs else f"negative sampling ({args.negative} noise items)")
+    flags = (" --hs" if args.hs else "") + ("" if args.negative == (0 if args.hs else 5) else f" --negative {args.negative}")
+    seeds = " ".join(map(str, args.seeds))
+    quality = "; ".join(f"{k} {ratios(k)} gensim's" for k in QUALITY if k in ours[0] and k in gensim[0])
+    return claim(f"item2vec vs gensim Word2Vec, words/s ({dataset}, {'skip-gram' if args.sg else 'CBOW'}, {objective}, dim "
+                 f"{args.vector_size}, window {args.window}, {args.epochs} epochs; a repeat is one seed, ours and gensim back to back)",
+                 [o["words_per_s"] / g["words_per_s"] for o, g in zip(ours, gensim, strict=True)],
+                 f"recsys bench item2vec{flags} --datasets {dataset} --seeds {seeds} --root ../shared/datasets",
+                 args.workers, detail=quality or None)
 
 
 if __name__ == "__main__":

@@ -182,20 +182,15 @@ def _parser() -> argparse.ArgumentParser:
 
 def _record(path: str, recommend_rows: list[dict], ann_rows: list[dict], args: argparse.Namespace) -> None:
     """The ratios as README rows (recsys.benchmarks.readme)."""
-    from recsys.benchmarks.grid import machine_facts
-    from recsys.benchmarks.readme import record
+    from recsys.benchmarks.readme import claim, record
 
-    facts = machine_facts(args.threads)
-    machine = f"{facts['cpu']}, {facts['threads']} threads, load {facts['load_1min']:.1f}"
-    rows = [{"claim": f"batch recommend for every user vs implicit's recommend, same ALS factors ({r['data']}: {r['users']:,} users x "
-                      f"{r['items']:,} items, N={r['N']}, top-N identical for {r['same top-N']:.3f} of users)",
-             "best": r["_paired"][-1], "low": r["_paired"][0], "high": r["_paired"][-1], "repeats": len(r["_paired"]),
-             "machine": machine, "command": f"recsys bench recommend --parts {'beauty' if r['data'] == 'amazon-beauty' else 'synthetic'}"}
+    rows = [claim(f"batch recommend for every user vs implicit's recommend, same ALS factors ({r['data']}: {r['users']:,} users x "
+                  f"{r['items']:,} items, N={r['N']}, top-N identical for {r['same top-N']:.3f} of users)", r["_paired"],
+                  f"recsys bench recommend --parts {'beauty' if r['data'] == 'amazon-beauty' else 'synthetic'}", args.threads)
             for r in recommend_rows]
-    rows += [{"claim": f"ANN {r['method']} vs exact torch top-k ({args.ann_items:,} x {args.ann_dim} {r['vectors']} vectors, "
-                       f"recall@{args.ann_k} {r['recall@k']:.3f}): queries/s",
-              "best": r["_paired"][-1], "low": r["_paired"][0], "high": r["_paired"][-1], "repeats": len(r["_paired"]),
-              "machine": machine, "command": "recsys bench recommend --parts ann"} for r in ann_rows if "_paired" in r]
+    rows += [claim(f"ANN {r['method']} vs exact torch top-k ({args.ann_items:,} x {args.ann_dim} {r['vectors']} vectors, "
+                   f"recall@{args.ann_k} {r['recall@k']:.3f}): queries/s", r["_paired"], "recsys bench recommend --parts ann",
+                   args.threads) for r in ann_rows if "_paired" in r]
     record(path, rows)
 
 

@@ -178,21 +178,18 @@ def speed(args: argparse.Namespace) -> list[dict[str, Any]]:
 def speed_summary(rows: list[dict[str, Any]], args: argparse.Namespace) -> list[dict[str, Any]]:
     """Per architecture, loss and device: the best epoch-time ratio over the repeats and its range, as README claims
     (:func:`recsys.benchmarks.readme.record`)."""
-    from recsys.benchmarks.grid import machine_facts
+    from recsys.benchmarks.readme import claim
 
-    facts = machine_facts(args.threads)
-    machine = f"{facts['cpu']}, {facts['threads']} threads, load {facts['load_1min']:.1f}"
     groups: dict[tuple[str, str, str], list[float]] = {}
     for row in rows:
         if "speedup_vs_recbole" in row:
             groups.setdefault((row["model"], row["loss"], row["device"]), []).append(row["speedup_vs_recbole"])
     loss_names = {"ce": "full cross-entropy", "bce": "BCE, 1 negative"}
-    return [{"claim": f"{model} ({loss_names[loss]}) training epoch vs RecBole 1.2.1's, {device}, amazon-beauty (dim "
-                      f"{args.dim}, max_len {args.max_len}, batch {args.batch_size}; each library's own epoch: ours every "
-                      "position of each user's latest window, RecBole every prefix)",
-             "best": max(ratios), "low": min(ratios), "high": max(ratios), "repeats": len(ratios), "machine": machine,
-             "command": f"recsys bench sequential speed --archs {arch_key(model)} --losses {loss} --repeats {len(ratios)}"
-                        + (f" --threads {args.threads}" if args.threads else "")}
+    return [claim(f"{model} ({loss_names[loss]}) training epoch vs RecBole 1.2.1's, {device}, amazon-beauty (dim "
+                  f"{args.dim}, max_len {args.max_len}, batch {args.batch_size}; each library's own epoch: ours every "
+                  "position of each user's latest window, RecBole every prefix)", ratios,
+                  f"recsys bench sequential speed --archs {arch_key(model)} --losses {loss} --repeats {len(ratios)}"
+                  + (f" --threads {args.threads}" if args.threads else ""), args.threads)
             for (model, loss, device), ratios in groups.items()]
 
 

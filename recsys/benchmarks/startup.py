@@ -84,15 +84,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3, help="fresh processes per measurement (best and range)")
     parser.add_argument("--no-train", action="store_true", help="time the imports only")
+    parser.add_argument("--record", default=None, help="merge the default run's wall time (best and range) into this "
+                        "speed file (docs/results/speed.json)")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for the timed recsys-train (default: none)")
     args = parser.parse_args(argv)
     if args.repeats < 1:
         parser.error("--repeats must be >= 1")
 
-    rows = []
+    rows, imports = [], {}
     for what, modules in IMPORTS.items():
         walls, cpus = zip(*(import_seconds(modules) for _ in range(args.repeats)))
+        imports[what] = list(walls)
         rows.append(_row(f"import {what}", list(walls), list(cpus), IMPORT_GOAL if modules == DEFAULT_RUN_MODULES else None))
+    runs = []
     if not args.no_train:
         with tempfile.TemporaryDirectory(prefix="recsys-startup-") as tmp:
             runs = [train_seconds(Path(tmp) / f"run-{i}", args.overrides) for i in range(args.repeats)]
@@ -101,7 +105,25 @@ def main(argv: list[str] | None = None) -> int:
     command = " ".join(["recsys-train", *args.overrides])
     print(f"start-up of the default run ({command}), fresh processes, best and range of {args.repeats}")
     print(format_table(rows, floatfmt=".2f"))
+    if args.record and runs:
+        from recsys.benchmarks.readme import record
+
+        print(f"recorded in {record(args.record, [speed_claim(runs, imports, args)])}")
     return 0
+
+
+def speed_claim(runs: list[tuple[float, float, float]], imports: dict[str, list[float]],
+                args: argparse.Namespace) -> dict[str, object]:
+    """The README row: the default run's wall seconds (best, range), its training seconds and import times beside it."""
+    from recsys.benchmarks.readme import claim
+
+    command = " ".join(["recsys-train", *args.overrides])
+    detail = (f"training {min(r[2] for r in runs):.2f} s, imports of the default-run modules "
+              f"{min(imports['default-run modules']):.2f} s (`import torch` alone {min(imports['torch (floor)']):.2f} s); "
+              f"goals {WALL_GOAL:g} s wall, {IMPORT_GOAL:g} s imports")
+    overrides = f" {' '.join(args.overrides)}" if args.overrides else ""
+    return claim(f"`{command}` wall time, fresh processes", [r[0] for r in runs],
+                 f"recsys bench startup --repeats {len(runs)}{overrides}", None, higher_is_better=False, unit=" s", detail=detail)
 
 
 if __name__ == "__main__":

@@ -35,3 +35,17 @@ def test_deepctr_din_reads_our_rows_and_history() -> None:
     probabilities = peer.predict({k: np.asarray(v) for k, v in x.items()}, batch_size=4)
     assert probabilities.shape == (4, 1) and np.isfinite(probabilities).all()
     assert torch.is_tensor(torch.from_numpy(x["hist_item"]))
+
+
+def test_the_speed_claim_is_the_per_seed_ratio_with_both_aucs() -> None:
+    import argparse
+
+    from recsys.benchmarks.din import speed_claim
+
+    args = argparse.Namespace(max_len=50, embedding_dim=8, hidden_dims=[256, 128], epochs=5, threads=2)
+    pairs = [(0, {"samples_per_s": 300.0, "auc": 0.78}, {"samples_per_s": 100.0, "auc": 0.77}),
+             (1, {"samples_per_s": 350.0, "auc": 0.7812}, {"samples_per_s": 100.0, "auc": 0.7799})]
+    row = speed_claim(pairs, args)
+    assert (row["best"], row["low"], row["high"], row["repeats"]) == (3.5, 3.0, 3.5, 2)
+    assert row["command"] == "recsys bench din --root ../shared/datasets --seeds 0 1"
+    assert "0.7800 vs 0.7700; 0.7812 vs 0.7799" in row["detail"] and "2 threads" in row["machine"]
