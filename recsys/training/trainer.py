@@ -22,6 +22,7 @@ from recsys.training import distributed as ddp
 from recsys.training.checkpoint import (
     RunState,
     load_checkpoint,
+    link_checkpoint,
     remove_stale_temp_files,
     resume_training,
     save_checkpoint,
@@ -163,6 +164,9 @@ class Trainer:
     process-wide and lasting, so opt-in; the CTR experiments turn it on); DeepFM trains ~20% faster on 2 cores.
     ``threads``: torch's CPU threads during ``fit`` (restored after); ``None`` = the CPUs this process may
     use less the other runnable tasks (:func:`~recsys.training.threads.auto_threads`).
+    ``checkpoint_every_s``: with a ``run_dir``, ``last.pt`` (the state to resume from) is rewritten after an epoch
+    that improved (as a hard link to ``checkpoint.pt``, written once), after the last epoch, and otherwise when this
+    many seconds passed since it was last written (0 = after every epoch); a killed run loses at most that much.
     ``monitor`` is a validation metric or a weighted sum of them (``"auc-logloss"``, :class:`~recsys.training.monitor.Monitor`),
     compared under ``mode``; an epoch counts as better when it beats the best by more than ``min_delta``.
     ``epochs=None`` trains until ``patience`` evaluations bring no improvement (it needs validation and a patience).
@@ -197,6 +201,7 @@ class Trainer:
         progress: bool = True,
         tensorboard: bool = True,
         threads: int | None = None,
+        checkpoint_every_s: float = 30.0,
     ) -> None:
         for name, value, ok in [
             ("epochs", epochs, epochs is None and patience is not None or epochs is not None and epochs >= 0),
@@ -206,13 +211,15 @@ class Trainer:
             ("eval_every", eval_every, eval_every >= 1),
             ("grad_clip_norm", grad_clip_norm, grad_clip_norm is None or grad_clip_norm > 0),
             ("threads", threads, threads is None or (type(threads) is int and threads >= 1)),
+            ("checkpoint_every_s", checkpoint_every_s, checkpoint_every_s >= 0),
         ]:
             if not ok:
                 raise ConfigError(
                     f"invalid trainer.{name}: {value!r}",
                     where=f"trainer.{name}",
                     fix="mode is 'max' or 'min'; epochs >= 0, or null with a patience (train until it stops); "
-                    "patience >= 1 or null; min_delta >= 0; eval_every >= 1; grad_clip_norm > 0 or null; threads >= 1 or null",
+                    "patience >= 1 or null; min_delta >= 0; eval_every >= 1; grad_clip_norm > 0 or null; threads >= 1 or null; "
+                    "checkpoint_every_s >= 0",
                 )
         self._monitor = Monitor.parse(monitor)
         self.epochs = epochs
@@ -229,6 +236,7 @@ class Trainer:
         self.progress = progress
         self.tensorboard = tensorboard
         self.threads = threads
+        self.checkpoint_every_s = checkpoint_every_s
 
     def fit(
         self,
@@ -248,7 +256,7 @@ class Trainer:
         parameters (e.g. ``functools.partial(torch.optim.Adam, lr=1e-3)``) or a built optimizer;
         ``validate(model)`` returns metrics including ``monitor``. With ``run_dir``, writes
         ``metrics.csv``, ``tb/`` (if TensorBoard is installed), ``checkpoint.pt`` (best) and
-        ``last.pt`` (for ``resume_from``), after removing temporary files a killed write left there.
+        ``last.pt`` (for ``resume_from``; see ``checkpoint_every_s``), after removing temporary files a killed write left there.
         Torch uses ``threads`` CPU threads meanwhile.
 
         ``callbacks``: each is called as ``callback(row)`` after every evaluation (on the main process), with
@@ -309,6 +317,7 @@ class Trainer:
         loggers = make_loggers(run_dir, tensorboard=self.tensorboard, history=run.history) if main else []
         best_state: dict[str, Tensor] | None = None
         stopped_early, asked_to_stop, train_seconds = False, False, 0.0
+        last_saved = time.monotonic()
         try:
             for index in range(run.epoch, self.epochs) if self.epochs is not None else itertools.count(run.epoch):
                 if self.patience is not None and run.evals_since_best >= self.patience:
@@ -322,6 +331,7 @@ class Trainer:
                 loss = ddp.mean_across_ranks(loss, device)
                 train_seconds += seconds
                 run.epoch = epoch = index + 1
+                improved = False
                 if epoch % self.eval_every == 0 or epoch == self.epochs:
                     if main:
                         row = {"epoch": epoch, "loss": loss, "seconds": seconds}
@@ -343,10 +353,14 @@ class Trainer:
                         asked_to_stop
                         or (self.patience is not None and validate is not None and run.evals_since_best >= self.patience)
                     )
-                if main and run_dir is not None:
-                    save_checkpoint(
-                        run_dir / "last.pt", training_state(run, model, optimizer, scaler, batches)
-                    )
+                if main and run_dir is not None:  # last.pt: never older than checkpoint.pt, at least every checkpoint_every_s
+                    if improved:  # checkpoint.pt holds this very state
+                        link_checkpoint(run_dir / "checkpoint.pt", run_dir / "last.pt")
+                        last_saved = time.monotonic()
+                    elif (stopped_early or epoch == self.epochs
+                          or time.monotonic() - last_saved >= self.checkpoint_every_s):
+                        save_checkpoint(run_dir / "last.pt", training_state(run, model, optimizer, scaler, batches))
+                        last_saved = time.monotonic()
                 if stopped_early:
                     if asked_to_stop:
                         log.info("stopping after epoch %d: a callback asked to", epoch)

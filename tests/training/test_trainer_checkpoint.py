@@ -183,3 +183,87 @@ def test_sparse_adam_state_survives_a_checkpoint(tmp_path: Path) -> None:
     )
     state = load_checkpoint(tmp_path / "last.pt")
     assert state["optimizer"]["state"] and state["epoch"] == 1
+
+
+def _saves(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
+    """Record (file name, epoch) of every checkpoint the trainer serializes."""
+    import recsys.training.trainer as trainer_module
+
+    calls: list[tuple[str, int]] = []
+    real = trainer_module.save_checkpoint
+
+    def counting(path, state):
+        calls.append((Path(path).name, state["epoch"]))
+        real(path, state)
+
+    monkeypatch.setattr(trainer_module, "save_checkpoint", counting)
+    return calls
+
+
+def test_last_checkpoint_is_throttled_but_never_older_than_the_best(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = _saves(monkeypatch)
+    scores = iter([0.1, 0.5, 0.2, 0.2, 0.2])  # epoch 2 is the best, then no improvement
+    torch.manual_seed(0)
+    Trainer(epochs=5, device="cpu", progress=False, patience=None, checkpoint_every_s=3600).fit(
+        LinearToy(), ToyBatches(num_batches=2), ADAM, validate=lambda m: {"ndcg@10": next(scores)}, run_dir=tmp_path
+    )
+    # improving epochs write checkpoint.pt once (last.pt becomes a link to it); plain epochs wait; the last one writes
+    assert calls == [("checkpoint.pt", 1), ("checkpoint.pt", 2), ("last.pt", 5)]
+    assert load_checkpoint(tmp_path / "last.pt")["epoch"] == 5
+    assert load_checkpoint(tmp_path / "checkpoint.pt")["epoch"] == 2
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_last_checkpoint_links_the_best_when_the_last_epoch_improves(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = _saves(monkeypatch)
+    scores = iter([0.1, 0.2, 0.3])
+    Trainer(epochs=3, device="cpu", progress=False, checkpoint_every_s=3600).fit(
+        LinearToy(), ToyBatches(num_batches=2), ADAM, validate=lambda m: {"ndcg@10": next(scores)}, run_dir=tmp_path
+    )
+    assert [name for name, _ in calls] == ["checkpoint.pt"] * 3
+    assert (tmp_path / "last.pt").samefile(tmp_path / "checkpoint.pt")
+    assert load_checkpoint(tmp_path / "last.pt")["epoch"] == 3
+
+
+def test_checkpoint_every_zero_writes_last_after_every_epoch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = _saves(monkeypatch)
+    scores = iter([0.5, 0.1, 0.1])
+    Trainer(epochs=3, device="cpu", progress=False, checkpoint_every_s=0).fit(
+        LinearToy(), ToyBatches(num_batches=2), ADAM, validate=lambda m: {"ndcg@10": next(scores)}, run_dir=tmp_path
+    )
+    assert calls == [("checkpoint.pt", 1), ("last.pt", 2), ("last.pt", 3)]
+
+
+def test_resume_from_a_throttled_last_checkpoint_equals_straight_through(tmp_path: Path) -> None:
+    """A run killed between two writes of last.pt resumes from the older one and ends where a straight run does."""
+    torch.manual_seed(0)
+    init = LinearToy(dropout=0.2).state_dict()
+
+    def killed_at(epoch: int):
+        def callback(row: dict) -> bool:
+            if row["epoch"] == epoch:
+                raise KeyboardInterrupt  # the process dies after epoch 3 trained, before last.pt is due
+            return False
+        return callback
+
+    def fit(run_dir: Path, resume: bool = False, callbacks=()):
+        model = LinearToy(dropout=0.2)
+        model.load_state_dict(init)
+        Trainer(epochs=4, device="cpu", progress=False, patience=None, checkpoint_every_s=3600).fit(
+            model, ToyBatches(num_batches=4), ADAM, validate=lambda m: {"ndcg@10": 0.0}, run_dir=run_dir,
+            resume_from=run_dir / "last.pt" if resume else None, callbacks=callbacks)
+        return model
+
+    torch.manual_seed(1)
+    straight = fit(tmp_path / "straight")
+    torch.manual_seed(1)
+    with pytest.raises(KeyboardInterrupt):
+        fit(tmp_path / "split", callbacks=[killed_at(3)])
+    assert load_checkpoint(tmp_path / "split" / "last.pt")["epoch"] == 1  # the best epoch's link, epochs 2-3 lost
+    torch.manual_seed(99)
+    resumed = fit(tmp_path / "split", resume=True)
+    assert load_checkpoint(tmp_path / "split" / "last.pt")["epoch"] == 4
+    assert load_checkpoint(tmp_path / "split" / "checkpoint.pt")["epoch"] == 1
+    assert len((tmp_path / "split" / "metrics.csv").read_text().splitlines()) == 1 + 4  # epochs 2-3 not doubled
+    for name, value in straight.state_dict().items():
+        assert torch.equal(value, resumed.state_dict()[name]), name
