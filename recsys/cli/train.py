@@ -7,12 +7,13 @@ finds the lock taken (two started in the same microsecond, or the same ``hydra.r
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
 import socket
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import hydra
@@ -131,6 +132,31 @@ def dataset_slug(dataset: object) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in text) or "dataset"
 
 
+def _multirun(argv: list[str]) -> bool:
+    """Whether a command line asks for Hydra's multirun (``-m``, ``--multirun`` or a ``hydra.mode`` override)."""
+    return any(arg in ("-m", "--multirun") or arg.lstrip("+~").startswith("hydra.mode=") for arg in argv)
+
+
+@contextlib.contextmanager
+def _compose_once(argv: list[str]) -> Iterator[None]:
+    """A single run composes its config once, not twice: Hydra 1.3 composes the whole config an extra time only
+    to read ``hydra.mode`` (``Hydra.get_mode``, about 0.2 s of the default run), and a ``None`` answer means
+    "a run" when the command line has no ``-m``. Without ``-m`` the answer is ``None`` here, so a config
+    setting ``hydra.mode: MULTIRUN`` by itself (none of ``conf/`` does) needs ``-m``; Hydra is left as it was
+    after the run, and untouched where its internals differ."""
+    from hydra._internal.hydra import Hydra
+
+    original = Hydra.__dict__.get("get_mode")
+    if _multirun(argv) or original is None:
+        yield
+        return
+    Hydra.get_mode = lambda self, config_name, overrides: None  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        Hydra.get_mode = original  # type: ignore[method-assign]
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run ``recsys-train [overrides]``; ``argv`` defaults to the command line."""
     if argv is not None:
@@ -144,7 +170,8 @@ def main(argv: list[str] | None = None) -> None:
 
     entry = hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="train")(task)
     try:
-        entry()
+        with _compose_once(sys.argv[1:]):
+            entry()
     except SystemExit as exit_:
         # Hydra reports config errors (unknown key, group or option) itself and exits 1 before the task.
         if exit_.code == 1 and not started:

@@ -107,3 +107,29 @@ def test_bench_unknown_name_exits_2(capsys) -> None:
     with pytest.raises(SystemExit) as info:
         main(["bench", "nope"])
     assert info.value.code == 2 and "nope" in capsys.readouterr().err
+
+
+@pytest.mark.slow  # trains or starts processes (seconds): the slow step
+def test_a_single_run_composes_its_config_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from hydra._internal.hydra import Hydra
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    import recsys.cli.train as train_module
+
+    composed, modes = [], []
+    real_compose, real_run = Hydra.compose_config, train_module._run
+    monkeypatch.setattr(Hydra, "compose_config", lambda self, *a, **k: composed.append(1) or real_compose(self, *a, **k))
+    monkeypatch.setattr(train_module, "_run", lambda cfg: modes.append(HydraConfig.get().mode) or real_run(cfg))
+    get_mode = Hydra.get_mode
+    train("model=pop", "trainer.progress=false", f"hydra.run.dir={tmp_path / 'run'}", f"dataset.cache_dir={tmp_path / 'cache'}")
+    assert len(composed) == 1 and modes == [RunMode.RUN]
+    assert Hydra.get_mode is get_mode  # restored
+    assert (tmp_path / "run" / "metrics.json").is_file()
+
+
+def test_multirun_command_lines_keep_hydras_mode_check() -> None:
+    from recsys.cli.train import _multirun
+
+    assert _multirun(["-m", "model=pop,bpr"]) and _multirun(["--multirun"]) and _multirun(["hydra.mode=MULTIRUN"])
+    assert not _multirun(["model=pop", "hydra.run.dir=x", "trainer.epochs=2"])
