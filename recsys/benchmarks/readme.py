@@ -43,7 +43,11 @@ def _machine(frame: pl.DataFrame) -> str:
     loads = [f["load_1min"] for f in facts if isinstance(f.get("load_1min"), (int, float))]
     gpu = facts[0].get("gpu") or "no GPU"
     load = f", load {min(loads):.1f}-{max(loads):.1f}" if loads else ""
-    return f"{facts[0].get('cpu')}, {facts[0].get('cores')} cores, {facts[0].get('threads')} threads, {gpu}{load}"
+    cpus: dict[str, int] = {}
+    for fact in facts:
+        cpus[str(fact.get("cpu"))] = cpus.get(str(fact.get("cpu")), 0) + 1
+    cpu = next(iter(cpus)) if len(cpus) == 1 else " or ".join(f"{name} ({n} cells)" for name, n in sorted(cpus.items()))
+    return f"{cpu}, {facts[0].get('cores')} cores, {facts[0].get('threads')} threads, {gpu}{load}"
 
 
 def _mean_std(values: pl.Series) -> str:

@@ -68,3 +68,17 @@ def test_fit_time_ratios_need_a_quiet_machine(tmp_path: Path) -> None:
     pop_busy = frame.with_columns(pl.when(pl.col("model") == "pop").then(pl.col("machine").str.replace('"load_1min": 1.5', '"load_1min": 7.5'))
                                   .otherwise(pl.col("machine")).alias("machine"))
     assert "d: ALS vs implicit ALS, fit time" in dict(readme.grid_rows(pop_busy))  # another model's load does not matter
+
+
+def test_grid_machine_names_every_cpu_the_cells_ran_on() -> None:
+    import json
+
+    import polars as pl
+
+    from recsys.benchmarks.readme import _machine
+
+    fact = {"cores": 2, "threads": 2, "gpu": None, "load_1min": 1.0}
+    frame = pl.DataFrame({"machine": [json.dumps({**fact, "cpu": "A"}), json.dumps({**fact, "cpu": "B"}),
+                                      json.dumps({**fact, "cpu": "A", "load_1min": 3.0})]})
+    assert _machine(frame) == "A (2 cells) or B (1 cells), 2 cores, 2 threads, no GPU, load 1.0-3.0"
+    assert _machine(frame.head(1)).startswith("A, 2 cores")
