@@ -154,7 +154,8 @@ def test_tiny_grid_end_to_end_resumable_and_failures_recorded(tmp_path: Path) ->
     out = run_grid([broken], store, env=child_env(), echo=lines.append)
     failed = out.filter(pl.col("model") == "broken").row(0, named=True)
     assert failed["status"] == "failed" and "exit 2" in failed["error"] and "embedding_dim" in failed["error"]
-    slow_cell = Cell(grid.name, "toy", "killed", 0, (*cells[0].overrides, "trainer.epochs=500"))
+    slow_cell = Cell(grid.name, "toy", "killed", 0,  # no early stopping: it outlasts the 3 s timeout
+                     (*cells[0].overrides, "trainer.epochs=100000", "trainer.patience=null"))
     out = run_grid([slow_cell], store, env=child_env(), timeout_s=3, echo=lines.append)
     killed = out.filter(pl.col("model") == "killed").row(0, named=True)
     assert killed["status"] == "failed" and "timed out" in killed["error"]
