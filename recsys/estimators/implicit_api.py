@@ -444,7 +444,7 @@ class EASERecommender(_TopK):
 
     _reads_rows = True
 
-    def __init__(self, regularization: float = 500.0, values: str = "ones", batch_size: int = 1024, device: str = "auto") -> None:
+    def __init__(self, regularization: float = 170.0, values: str = "ones", batch_size: int = 1024, device: str = "auto") -> None:
         self.regularization, self.values, self.batch_size, self.device = regularization, values, batch_size, device
         self.model_ = None
 

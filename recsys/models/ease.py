@@ -46,12 +46,12 @@ class EASE(Recommender):
 
     reads_history = True
 
-    def __init__(self, num_items: int, reg: float = 500.0, values: str = "ones") -> None:
+    def __init__(self, num_items: int, reg: float = 170.0, values: str = "ones") -> None:
         super().__init__()
         if not isinstance(num_items, int) or num_items <= 0:
             raise ConfigError(f"num_items must be a positive int, got {num_items!r}", where="EASE", fix="set model.module.num_items > 0")
         if reg <= 0:
-            raise ConfigError(f"reg must be > 0, got {reg}", where="EASE", fix="set model.module.reg > 0 (e.g. 500)")
+            raise ConfigError(f"reg must be > 0, got {reg}", where="EASE", fix="set model.module.reg > 0 (e.g. 170)")
         if values not in ("ones", "ratings"):
             raise ConfigError(f"unknown values={values!r}", where="EASE", fix="values: ones|ratings")
         self.num_items, self.reg, self.values = num_items, reg, values

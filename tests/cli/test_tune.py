@@ -113,7 +113,7 @@ def test_an_interrupted_search_resumes_with_its_finished_trials_kept(tmp_path: P
     assert tune.main([*args, "--trials", "4"]) == 130
     first = load(out, "ease").trials
     assert [t.state for t in first] == [TrialState.COMPLETE, TrialState.COMPLETE, TrialState.FAIL]
-    assert first[0].params == {"model.module.reg": 500.0}  # trial 1 runs the shipped default
+    assert first[0].params == {"model.module.reg": 170.0}  # trial 1 runs the shipped default
     assert first[2].user_attrs[INTERRUPTED]
     monkeypatch.setattr(tune, "run_experiment", real)
     assert tune.main([*args, "--trials", "4"]) == 0
