@@ -91,7 +91,10 @@ class Grid:
 
     def cells(self, root: str = "../shared/datasets", datasets: Iterable[str] | None = None,
               models: Iterable[str] | None = None, seeds: Iterable[int] | None = None) -> list[Cell]:
-        """Every cell, optionally restricted to some dataset/model labels and seeds, dataset-major."""
+        """Every cell, optionally restricted to some dataset/model labels, dataset-major.
+
+        ``seeds`` replaces the grid's seeds (more seeds than the grid file names, or fewer); a deterministic model
+        (``seeds: n`` in the grid) runs the first ``n`` of them."""
         chosen = {"dataset": datasets, "model": models}
         for kind, names in chosen.items():
             known = self.datasets if kind == "dataset" else self.models
@@ -106,10 +109,9 @@ class Grid:
             for model, spec in self.models.items():
                 if models is not None and model not in set(models):
                     continue
-                own_seeds = self.seeds[: int(spec["seeds"])] if spec.get("seeds") else self.seeds
+                own_seeds = self.seeds if seeds is None else list(dict.fromkeys(seeds))
+                own_seeds = own_seeds[: int(spec["seeds"])] if spec.get("seeds") else own_seeds
                 for seed in own_seeds:
-                    if seeds is not None and seed not in set(seeds):
-                        continue
                     overrides = [*self.overrides, *data_overrides, *spec.get("overrides", []),
                                  *self.per_dataset.get(dataset, {}).get(model, []), f"seed={seed}",
                                  "trainer.progress=false", "compare_to_popularity=false"]

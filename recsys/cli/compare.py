@@ -35,7 +35,7 @@ def parser() -> argparse.ArgumentParser:
                      help="datasets folder substituted for {root} in the grid (default $RECSYS_SHARED_DATASETS or ../shared/datasets)")
     out.add_argument("--datasets", default=None, help="comma-separated dataset labels (default: all)")
     out.add_argument("--models", default=None, help="comma-separated model labels (default: all)")
-    out.add_argument("--seeds", default=None, help="comma-separated seeds (default: the grid's)")
+    out.add_argument("--seeds", default=None, help="comma-separated seeds to run instead of the grid's (deterministic models run the first)")
     out.add_argument("--rerun", action="store_true", help="run cells again even if the store has them")
     out.add_argument("--dry-run", action="store_true", help="list the cells and their overrides, run nothing")
     out.add_argument("--timeout", type=float, default=None, help="seconds per cell before it is killed and recorded as failed")

@@ -66,6 +66,9 @@ def test_shipped_grids_expand_into_cells() -> None:
     cf = load_grid("cf", config_dir())
     pops = [c for c in cf.cells() if c.model == "pop"]
     assert [c.seed for c in pops] == [0, 0]  # deterministic: one seed per dataset
+    more = cf.cells(datasets=["ml-100k"], models=["pop", "bpr"], seeds=[3, 4, 3])  # seeds beyond the file's
+    assert [(c.model, c.seed) for c in more] == [("pop", 3), ("bpr", 3), ("bpr", 4)]
+    assert [c.seed for c in cf.cells(datasets=["ml-100k"], models=["bpr"], seeds=[1])] == [1]
     beauty_bpr = next(c for c in cf.cells(datasets=["amazon-beauty"], models=["bpr"]))
     assert "model.engine.iterations=300" in beauty_bpr.overrides  # per-dataset settings
     ctr = load_grid("ctr", config_dir()).cells()
