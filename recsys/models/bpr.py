@@ -12,6 +12,7 @@ from recsys.embeddings.sparse_optim import mark_sparse
 from recsys.errors import ConfigError
 from recsys.models.als import keyed
 from recsys.models.base import Recommender, check_candidates, check_indices
+from recsys.nn.pairwise import bpr_loss
 
 if TYPE_CHECKING:
     from recsys.data.interactions import Interactions
@@ -85,6 +86,9 @@ class BPRMF(Recommender):
         if negatives.dim() == 1:
             negatives = negatives.unsqueeze(1)
         items = torch.cat([positives.unsqueeze(1), negatives], dim=1)  # (B, 1+S): positive, then negatives
+        if not self.sparse and not torch.is_autocast_enabled(users.device.type):  # one node, gradients by hand
+            return bpr_loss(self.user_embedding.weight, self.item_embedding.weight, self.item_bias.weight, users, items,
+                            self.reg, self.reduction)
         user = self.user_embedding(users)  # (B, D)
         item = self.item_embedding(items)  # (B, 1+S, D)
         bias = self.item_bias(items).squeeze(-1)  # (B, 1+S)
