@@ -98,7 +98,7 @@ def test_bad_input(outcomes, capsys, tmp_path: Path, cache: Path, case: str) -> 
 def test_resume_with_another_lr_lists_the_key(outcomes, capsys, tmp_path: Path, cache: Path, finished: Path) -> None:
     overrides = [*FAST, "trainer.epochs=3", f"dataset.cache_dir={cache}", f"resume_from={finished / 'last.pt'}",
                  "model.optimizer.lr=0.1"]
-    expect_error(outcomes, "resume-other-lr", capsys, overrides, "model.optimizer.lr", "0.003 -> 0.1",
+    expect_error(outcomes, "resume-other-lr", capsys, overrides, "model.optimizer.lr", "0.007 -> 0.1",
                  "+resume_allow=[model.optimizer.lr]", run_dir=tmp_path / "run")
 
 

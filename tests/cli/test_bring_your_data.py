@@ -63,10 +63,10 @@ def exit_code(*overrides: str) -> int:
 
 
 MODELS = {  # each model as conf/model/<name>.yaml builds it, written out with the Python API
-    "lr": (functools.partial(LogisticRegression, sparse=True, init_std=0.01), {}),
-    "fm": (functools.partial(FM, embedding_dim=16, sparse=True, init_std=0.01), {}),
-    "deepfm": (functools.partial(DeepFM, embedding_dim=16, hidden_dims=[256, 128], dropout=0.0, batch_norm=False,
-                                 activation="relu", sparse=True, init_std=0.01), {"fused": True}),
+    "lr": (functools.partial(LogisticRegression, sparse=True, init_std=0.01), {"lr": 0.001}),
+    "fm": (functools.partial(FM, embedding_dim=16, sparse=True, init_std=0.01), {"lr": 0.001}),
+    "deepfm": (functools.partial(DeepFM, embedding_dim=32, hidden_dims=[256, 128], dropout=0.3, batch_norm=False,
+                                 activation="relu", sparse=True, init_std=0.01), {"lr": 0.00075, "fused": True}),
 }
 
 
@@ -84,7 +84,7 @@ def test_libfm_triple_trains_from_the_cli_as_the_python_api(tmp_path: Path, movi
         "user": "categorical", "item": "categorical"}
 
     module, dense = MODELS[model]
-    optimizer = functools.partial(CombinedOptimizer, dense=functools.partial(torch.optim.Adam, lr=0.001, **dense),
+    optimizer = functools.partial(CombinedOptimizer, dense=functools.partial(torch.optim.Adam, **dense),
                                   sparse=functools.partial(RowWiseAdagrad, lr=0.05, weight_decay=0.0))
     api = run_pipeline(
         movielens_split.train.concat(movielens_split.valid).concat(movielens_split.test), module,
