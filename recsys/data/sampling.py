@@ -10,6 +10,7 @@ from recsys.errors import ConfigError, DataError
 __all__ = ["NegativeSampler", "csr_keys"]
 
 _DISTRIBUTIONS = ("uniform", "popularity")
+_BITMAP_BITS = 1 << 31  # exclusions as a users x items bitmap up to 256 MiB, else binary search in the sorted keys
 
 
 def csr_keys(matrix: Tensor) -> tuple[Tensor, Tensor]:
@@ -25,8 +26,8 @@ class NegativeSampler:
     """Vectorized negative sampling, uniform or popularity**alpha, optionally excluding each user's positives.
 
     Draws are made on the CPU (with replacement) and returned on the device of ``users``. Excluded
-    items are removed by rejection: membership is a ``searchsorted`` in the sorted keys
-    ``user * num_items + item`` and only rejected entries are redrawn. Entries still rejected after
+    items are removed by rejection: membership is one bit of a users x items bitmap (up to 256 MiB), else a
+    ``searchsorted`` in the sorted keys ``user * num_items + item``, and only rejected entries are redrawn. Entries still rejected after
     ``max_rounds`` rounds (users who exclude most of the mass) are drawn exactly from the allowed
     items by bisection on the user's allowed cumulative mass.
 
@@ -63,6 +64,10 @@ class NegativeSampler:
             keys = torch.unique(rows * num_items + cols)  # sorted, deduplicated
             rows, cols = keys // num_items, keys % num_items
             self._keys_ = keys
+            self._bits_: Tensor | None = None
+            if exclude.shape[0] * num_items <= _BITMAP_BITS:  # membership by one load instead of a binary search
+                words = torch.zeros((exclude.shape[0] * num_items + 63) // 64, dtype=torch.int64)
+                self._bits_ = words.index_add_(0, keys >> 6, torch.ones_like(keys) << (keys & 63))  # distinct bits: + is |
             self._starts_ = torch.searchsorted(keys, torch.arange(exclude.shape[0] + 1) * num_items)  # (U + 1,)
             w = torch.ones(num_items, dtype=torch.float64) if weights is None else weights
             self._excluded_mass_prefix_ = torch.cat([w.new_zeros(1), w[cols].cumsum(0)])  # (nnz + 1,)
@@ -114,6 +119,8 @@ class NegativeSampler:
 
     def _is_excluded(self, users: Tensor, items: Tensor) -> Tensor:
         keys = users * self.num_items + items
+        if self._bits_ is not None:
+            return (self._bits_[keys >> 6] >> (keys & 63)) & 1 == 1
         pos = torch.searchsorted(self._keys_, keys).clamp_(max=self._keys_.numel() - 1)
         return self._keys_[pos] == keys
 

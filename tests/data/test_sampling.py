@@ -138,3 +138,19 @@ def test_config_errors(kwargs: dict) -> None:
 def test_num_negatives_must_be_positive() -> None:
     with pytest.raises(ConfigError):
         NegativeSampler(5).sample(torch.tensor([0]), 0)
+
+
+def test_bitmap_and_binary_search_agree_with_the_matrix(monkeypatch: pytest.MonkeyPatch) -> None:
+    gen = torch.Generator().manual_seed(3)
+    seen = torch.rand(70, 97, generator=gen) < 0.1  # 97 items: keys cross 64-bit word boundaries
+    seen.view(-1)[torch.tensor([0, 63, 64, 127, 70 * 97 - 1])] = True  # first, last bits of words, the last key
+    users, items = torch.randint(0, 70, (20000,), generator=gen), torch.randint(0, 97, (20000,), generator=gen)
+    users, items = torch.cat([users, torch.tensor([0, 0, 0, 1, 69])]), torch.cat([items, torch.tensor([0, 63, 64, 30, 96])])
+    truth = seen[users, items]
+    bitmap = NegativeSampler(97, exclude=seen.to_sparse_csr())
+    monkeypatch.setattr("recsys.data.sampling._BITMAP_BITS", 100)  # too small here: the binary search
+    search = NegativeSampler(97, exclude=seen.to_sparse_csr())
+    assert bitmap._bits_ is not None and search._bits_ is None
+    assert torch.equal(bitmap._is_excluded(users, items), truth) and torch.equal(search._is_excluded(users, items), truth)
+    same = torch.Generator().manual_seed(0), torch.Generator().manual_seed(0)
+    assert torch.equal(bitmap.sample(users[:500], 6, generator=same[0]), search.sample(users[:500], 6, generator=same[1]))
