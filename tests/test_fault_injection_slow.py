@@ -39,7 +39,8 @@ os.fsync = fsync
 def overrides(cache: Path) -> list[str]:
     return ["dataset.k_core=50", f"dataset.cache_dir={cache}", f"trainer.epochs={EPOCHS}", "trainer.patience=null",
             "trainer.threads=1", "trainer.progress=false", "trainer.tensorboard=false",
-            "compare_to_popularity=false", "model.batches.batch_size=256", "seed=0"]
+            "compare_to_popularity=false", "model.batches.batch_size=256", "seed=0",
+            "trainer.checkpoint_every_s=0"]  # last.pt every epoch: a resumed run that stops improving still writes it
 
 
 def start(run_dir: Path, cache: Path, env: dict[str, str], *extra: str) -> subprocess.Popen:
