@@ -52,6 +52,48 @@ def test_seen_negatives_are_skipped_at_their_share_and_popularity_negatives_of_o
     assert (factors == 1).all() and (bias == 0).all()
 
 
+def _reference_iteration(factors, bias, users, items, num_users, num_items, seed, popularity, lr, reg):
+    """The kernel's one-thread iteration written plainly: each pair drawn from the thread's xorshift64* stream,
+    checked against the seen set, then trained, one after another in draw order."""
+    mask = (1 << 64) - 1
+    state = bpr_kernel.splitmix64(seed)
+
+    def below(n: int) -> int:
+        nonlocal state
+        state ^= state >> 12
+        state = (state ^ (state << 25)) & mask
+        state ^= state >> 27
+        return ((((state * 0x2545F4914F6CDD1D) & mask) >> 32) * n) >> 32
+
+    seen = set(zip(users.tolist(), items.tolist()))
+    skipped = 0
+    for _ in range(len(users)):
+        liked = below(len(users))
+        user = int(users[liked])
+        negative = int(items[below(len(users))]) if popularity else below(num_items)
+        if (user, negative) in seen:
+            skipped += 1
+            continue
+        fused_bpr_step(factors, bias, torch.tensor([[user], [num_users + int(items[liked])], [num_users + negative]]), lr=lr, reg=reg)
+    return skipped
+
+
+@pytest.mark.parametrize(("popularity", "bitmap"), [(False, True), (True, True), (False, False)])
+def test_one_thread_trains_exactly_the_reference_draws_in_order(popularity: bool, bitmap: bool) -> None:
+    # 700 interactions: the kernel's chunks of 128 draws (checked first, then trained with rows prefetched ahead)
+    # must give the tables of the plain pair-by-pair loop
+    rng = np.random.default_rng(3)
+    users, items = rng.integers(0, 50, 700), rng.integers(0, 40, 700)
+    factors = ((rng.random((90, 64)) - 0.5) / 8).astype(np.float32)
+    bias = np.zeros(90, np.float32)
+    expected_f, expected_b = torch.from_numpy(factors.copy()), torch.from_numpy(bias.copy())
+    skipped = _iteration(factors, bias, users, items, 50, 40, seed=11, popularity=popularity, lr=0.05, reg=0.01, bitmap=bitmap)
+    assert skipped == _reference_iteration(expected_f, expected_b, users, items, 50, 40, 11, popularity, lr=0.05, reg=0.01)
+    assert 0 < skipped < 700
+    torch.testing.assert_close(torch.from_numpy(factors), expected_f, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(torch.from_numpy(bias), expected_b, rtol=1e-4, atol=1e-5)
+
+
 def test_the_bitmap_holds_exactly_the_seen_pairs() -> None:
     rng = np.random.default_rng(0)
     users, items = rng.integers(0, 30, 200), rng.integers(0, 70, 200)  # 30 x 70 = 2,100 bits across word edges
